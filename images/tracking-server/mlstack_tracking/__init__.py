@@ -1,0 +1,1 @@
+"""Start-up and serving of the mlstack MLflow tracking server."""

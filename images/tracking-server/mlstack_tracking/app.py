@@ -1,0 +1,47 @@
+"""The ASGI app that gunicorn's uvicorn workers serve: MLflow's full FastAPI app.
+
+MLflow's own `--gunicorn-opts` serves only the Flask part, losing the native
+FastAPI routes (streamed artifact transfer among them); this serves it all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.server import server_info_api
+from mlflow.utils.server_info import (
+    SERVER_INFO_MULTIPART_DOWNLOADS_ENABLED,
+    SERVER_INFO_MULTIPART_UPLOADS_ENABLED,
+)
+
+from mlstack_tracking.config import load_settings
+
+_build_server_info_payload = server_info_api.build_server_info_payload
+
+
+def _server_info_without_presigned_urls() -> dict[str, Any]:
+    """MLflow's server-info, advertising no presigned (multipart) transfers.
+
+    A client that sees them advertised downloads from URLs signed for the
+    server's own S3 endpoint (http://minio:9000 in the local stack), which it
+    cannot reach; it then retries for minutes. Without them every transfer is
+    proxied through /api/2.0/mlflow-artifacts, which any client reaches.
+    """
+    payload = _build_server_info_payload()
+    payload[SERVER_INFO_MULTIPART_DOWNLOADS_ENABLED] = False
+    payload[SERVER_INFO_MULTIPART_UPLOADS_ENABLED] = False
+    return payload
+
+
+def create_app() -> Any:
+    """Build the app for one worker: basic-auth when enabled, else the plain server."""
+    settings = load_settings()
+    if not settings.presigned_artifact_urls:
+        server_info_api.build_server_info_payload = _server_info_without_presigned_urls
+    if settings.auth is not None:
+        from mlflow.server.auth import create_app as create_auth_app
+
+        return create_auth_app()
+    from mlflow.server.fastapi_app import app
+
+    return app

@@ -1,0 +1,65 @@
+"""Checking the artifact store before serving: a missing bucket is a start-up error."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from mlstack_tracking.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """s3://bucket/prefix -> (bucket, prefix)."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
+def check_bucket(destination: str, endpoint_url: str | None, timeout: float) -> None:
+    """Return once the destination's bucket answers; fail on a missing bucket or bad credentials.
+
+    Connection errors are retried until `timeout` (the object store may still be starting).
+    """
+    bucket, _ = split_s3_uri(destination)
+    where = endpoint_url or "AWS S3"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.head_bucket(Bucket=bucket)
+            log.info("artifact bucket %s at %s is reachable", bucket, where)
+            return
+        except NoCredentialsError:
+            raise StartupError(
+                "no S3 credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a task role"
+            ) from None
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise StartupError(
+                    f"artifact bucket {bucket!r} does not exist at {where}: create it or fix "
+                    "ARTIFACTS_DESTINATION"
+                ) from None
+            if status in (401, 403):
+                raise StartupError(
+                    f"access to artifact bucket {bucket!r} at {where} was denied: check the S3 "
+                    "credentials and their permissions"
+                ) from None
+            problem = str(error)
+        except BotoCoreError as error:
+            problem = str(error)
+        if time.monotonic() >= deadline:
+            raise StartupError(
+                f"artifact store {where} did not answer within {timeout:.0f} s ({problem}): "
+                "check MLFLOW_S3_ENDPOINT_URL"
+            )
+        time.sleep(1)

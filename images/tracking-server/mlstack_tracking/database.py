@@ -1,0 +1,123 @@
+"""Reaching the backend database, and migrating it once however many replicas start."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pymysql
+from sqlalchemy.engine import make_url
+
+from mlstack_tracking.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+# MySQL error codes that waiting cannot fix.
+ACCESS_DENIED = 1045
+DB_ACCESS_DENIED = 1044
+UNKNOWN_DATABASE = 1049
+SCHEMA_LOCK = "mlstack.schema_migration"
+SCHEMA_LOCK_TIMEOUT_S = 600
+
+
+def _connect(uri: str, *, with_database: bool = True, timeout: float = 5) -> pymysql.Connection:
+    url = make_url(uri)
+    return pymysql.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database if with_database else None,
+        connect_timeout=max(1, int(timeout)),
+        read_timeout=SCHEMA_LOCK_TIMEOUT_S + 30,
+    )
+
+
+def wait_for_database(uri: str, timeout: float) -> None:
+    """Return once the database accepts our credentials; fail fast on what waiting cannot fix."""
+    url = make_url(uri)
+    address = f"{url.host}:{url.port or 3306}"
+    deadline = time.monotonic() + timeout
+    log.info("waiting up to %.0f s for the database at %s", timeout, address)
+    while True:
+        try:
+            _connect(uri, timeout=min(5, max(1, deadline - time.monotonic()))).close()
+            log.info("database at %s is up", address)
+            return
+        except pymysql.err.OperationalError as error:
+            code = error.args[0] if error.args else None
+            if code == ACCESS_DENIED:
+                raise StartupError(
+                    f"database at {address} refused user {url.username!r}: "
+                    "check DB_USER / DB_PASSWORD"
+                ) from None
+            if code == DB_ACCESS_DENIED:
+                raise StartupError(
+                    f"user {url.username!r} may not use database {url.database!r} at {address}: "
+                    f"GRANT ALL ON `{url.database}`.* TO '{url.username}'"
+                ) from None
+            if code == UNKNOWN_DATABASE:
+                raise StartupError(
+                    f"database {url.database!r} does not exist at {address}: "
+                    "create it or fix DB_NAME"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"database at {address} did not answer within {timeout:.0f} s "
+                    f"({error.args[-1] if error.args else error}): check DB_HOST / DB_PORT "
+                    "and that the database is running"
+                ) from None
+        time.sleep(1)
+
+
+@contextmanager
+def schema_lock(uri: str) -> Iterator[None]:
+    """Hold a server-wide named lock, so one replica migrates while the others wait."""
+    connection = _connect(uri)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, %s)", (SCHEMA_LOCK, SCHEMA_LOCK_TIMEOUT_S))
+            (acquired,) = cursor.fetchone()
+        if acquired != 1:
+            raise StartupError(
+                f"another replica held the schema lock for over {SCHEMA_LOCK_TIMEOUT_S} s"
+            )
+        yield
+    finally:
+        connection.close()  # closing the session releases the lock
+
+
+def upgrade_schema(uri: str) -> None:
+    """Create the tables of an empty database, or bring an older schema up to date."""
+    log.info("bringing the database schema up to date")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow", "db", "upgrade", uri],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StartupError(f"schema upgrade failed: {last}")
+
+
+def ensure_database(uri: str) -> None:
+    """Create the database named in uri if it is missing (the auth database, typically)."""
+    url = make_url(uri)
+    connection = _connect(uri, with_database=False)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+    except pymysql.err.OperationalError as error:
+        if error.args and error.args[0] in (DB_ACCESS_DENIED, ACCESS_DENIED):
+            raise StartupError(
+                f"database {url.database!r} is missing and user {url.username!r} may not create "
+                f"it: create it and GRANT ALL ON `{url.database}`.* TO '{url.username}'"
+            ) from None
+        raise
+    finally:
+        connection.close()

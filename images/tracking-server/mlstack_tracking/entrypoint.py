@@ -1,0 +1,111 @@
+"""Container entrypoint: check settings, wait for the database, migrate, then serve.
+
+Every failure before serving prints one line, "mlstack-tracking: error: ...",
+and exits 1 within a bounded time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+
+from mlstack_tracking import artifacts, auth, database
+from mlstack_tracking.config import Settings, load_settings
+from mlstack_tracking.errors import StartupError
+
+log = logging.getLogger("mlstack_tracking")
+
+
+def server_environment(settings: Settings) -> dict[str, str]:
+    """The variables MLflow's workers read, as `mlflow server --serve-artifacts` sets them."""
+    from mlflow.environment_variables import (
+        _MLFLOW_AUTH_ADMIN_BOOTSTRAPPED,
+        _MLFLOW_IN_JOB_EXECUTOR,
+        _MLFLOW_SERVER_BOOT_ID,
+        _MLFLOW_SGI_NAME,
+        MLFLOW_FLASK_SERVER_SECRET_KEY,
+    )
+    from mlflow.server.constants import (
+        ARTIFACT_ROOT_ENV_VAR,
+        ARTIFACTS_DESTINATION_ENV_VAR,
+        BACKEND_STORE_URI_ENV_VAR,
+        REGISTRY_STORE_URI_ENV_VAR,
+        SERVE_ARTIFACTS_ENV_VAR,
+    )
+
+    env = {
+        BACKEND_STORE_URI_ENV_VAR: settings.backend_store_uri,
+        REGISTRY_STORE_URI_ENV_VAR: settings.backend_store_uri,
+        # Clients see mlflow-artifacts:/ and go through this server, never to S3.
+        ARTIFACT_ROOT_ENV_VAR: "mlflow-artifacts:/",
+        SERVE_ARTIFACTS_ENV_VAR: "true",
+        ARTIFACTS_DESTINATION_ENV_VAR: settings.artifacts_destination,
+        _MLFLOW_SGI_NAME.name: "uvicorn",
+        _MLFLOW_SERVER_BOOT_ID.name: uuid.uuid4().hex,
+        _MLFLOW_IN_JOB_EXECUTOR.name: "false",
+    }
+    if settings.auth is not None:
+        env[MLFLOW_FLASK_SERVER_SECRET_KEY.name] = settings.auth.secret_key
+        env["MLFLOW_AUTH_ADMIN_USERNAME"] = settings.auth.admin_username
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = settings.auth.admin_password
+        env[_MLFLOW_AUTH_ADMIN_BOOTSTRAPPED.name] = "true"
+    return env
+
+
+def prepare(settings: Settings) -> dict[str, str]:
+    """Everything before serving; returns the environment for the server."""
+    database.wait_for_database(settings.backend_store_uri, settings.db_wait_timeout)
+    artifacts.check_bucket(
+        settings.artifacts_destination, settings.s3_endpoint_url, settings.db_wait_timeout
+    )
+    env = server_environment(settings)
+    if settings.auth is not None:
+        database.ensure_database(settings.auth.database_uri)
+        env["MLFLOW_AUTH_CONFIG_PATH"] = auth.write_auth_config(settings.auth)
+    os.environ.update(env)
+    # One replica migrates at a time; the others then find the schema current.
+    with database.schema_lock(settings.backend_store_uri):
+        database.upgrade_schema(settings.backend_store_uri)
+        if settings.auth is not None:
+            auth.create_initial_auth_tables(settings.auth.database_uri)
+            auth.bootstrap_auth()
+    return env
+
+
+def gunicorn_command(settings: Settings) -> list[str]:
+    """The gunicorn command line that serves the full MLflow app."""
+    return [
+        "gunicorn",
+        "--config",
+        "python:mlstack_tracking.gunicorn_conf",
+        "--bind",
+        f"0.0.0.0:{settings.port}",
+        "--workers",
+        str(settings.workers),
+        "--log-level",
+        settings.log_level,
+        "mlstack_tracking.app:create_app()",
+    ]
+
+
+def main() -> None:
+    """Start the tracking server, or exit 1 with one line saying what is wrong."""
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        prepare(settings)
+    except StartupError as error:
+        print(f"mlstack-tracking: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    command = gunicorn_command(settings)
+    log.info("serving on port %d with %d workers", settings.port, settings.workers)
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

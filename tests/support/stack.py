@@ -1,0 +1,213 @@
+"""Start the backing services and the tracking server as real containers."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import boto3
+import docker
+import requests
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+from testcontainers.core.wait_strategies import HttpWaitStrategy
+
+from support.images import ROOT, image_names
+
+MYSQL_ALIAS = "mysql"
+MINIO_ALIAS = "minio"
+TRACKING_ALIAS = "tracking-server"
+BUCKET = "mlflow"
+AUTH_DB_INIT_SCRIPT = ROOT / "compose" / "mysql-init" / "10-mlflow-auth-db.sh"
+
+
+@dataclass
+class MySQL:
+    """A running MySQL-compatible server on a test network."""
+
+    container: DockerContainer
+    root_password: str
+    user: str = "mlflow"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    database: str = "mlflow"
+    auth_database: str = "mlflow_auth"
+    host: str = MYSQL_ALIAS
+    port: int = 3306
+
+    def execute_as_root(self, sql: str) -> str:
+        """Run SQL as root inside the container; return its output, raise on failure."""
+        code, output = self.container.exec(
+            ["mysql", "-uroot", f"-p{self.root_password}", "--batch", "-e", sql]
+        )
+        if code != 0:
+            raise RuntimeError(f"SQL failed ({code}): {output.decode(errors='replace')}")
+        return output.decode()
+
+    def create_database(self, name: str) -> None:
+        """A fresh, empty database that the tracking server's user may use."""
+        self.execute_as_root(
+            f"CREATE DATABASE `{name}`; GRANT ALL ON `{name}`.* TO '{self.user}'@'%';"
+        )
+
+
+@dataclass
+class MinIO:
+    """A running MinIO server on a test network, with the artifact bucket made."""
+
+    container: DockerContainer
+    access_key: str
+    secret_key: str
+    bucket: str = BUCKET
+
+    @property
+    def endpoint_in_network(self) -> str:
+        return f"http://{MINIO_ALIAS}:9000"
+
+    @property
+    def endpoint_from_host(self) -> str:
+        host = self.container.get_container_host_ip()
+        return f"http://{host}:{self.container.get_exposed_port(9000)}"
+
+    def s3(self):
+        """A boto3 S3 client that talks to this MinIO from the test process."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_from_host,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+
+
+@dataclass
+class TrackingServer:
+    """A running tracking-server container."""
+
+    container: DockerContainer
+    admin_user: str | None = None
+    admin_password: str | None = None
+
+    @property
+    def uri_from_host(self) -> str:
+        host = self.container.get_container_host_ip()
+        return f"http://{host}:{self.container.get_exposed_port(5000)}"
+
+    @property
+    def uri_in_network(self) -> str:
+        return f"http://{TRACKING_ALIAS}:5000"
+
+
+def wait_for_mysql(container: DockerContainer, root_password: str, timeout: float = 120) -> None:
+    """Wait until the server answers on TCP (the first-start temporary server does not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, _ = container.exec(
+            ["mysqladmin", "ping", "-h127.0.0.1", "-uroot", f"-p{root_password}", "--silent"]
+        )
+        if code == 0:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"MySQL did not answer within {timeout} s: {container.get_logs()}")
+
+
+@contextmanager
+def run_mysql(network: Network) -> Iterator[MySQL]:
+    """A MySQL-compatible server, initialised the way the compose stack does it."""
+    root_password = secrets.token_urlsafe(16)
+    mysql = MySQL(
+        container=DockerContainer(image_names()["MYSQL_IMAGE"]), root_password=root_password
+    )
+    mysql.container.with_network(network).with_network_aliases(MYSQL_ALIAS).with_envs(
+        MYSQL_ROOT_PASSWORD=root_password,
+        MYSQL_DATABASE=mysql.database,
+        MYSQL_USER=mysql.user,
+        MYSQL_PASSWORD=mysql.password,
+        MLFLOW_AUTH_DB_NAME=mysql.auth_database,
+    ).with_volume_mapping(
+        str(AUTH_DB_INIT_SCRIPT), "/docker-entrypoint-initdb.d/10-mlflow-auth-db.sh", "ro"
+    )
+    with mysql.container:
+        wait_for_mysql(mysql.container, root_password)
+        yield mysql
+
+
+@contextmanager
+def run_minio(network: Network) -> Iterator[MinIO]:
+    """A MinIO server with the artifact bucket created."""
+    minio = MinIO(
+        container=DockerContainer(image_names()["MINIO_IMAGE"]),
+        access_key="mlstack-test",
+        secret_key=secrets.token_urlsafe(16),
+    )
+    minio.container.with_network(network).with_network_aliases(MINIO_ALIAS).with_envs(
+        MINIO_ROOT_USER=minio.access_key, MINIO_ROOT_PASSWORD=minio.secret_key
+    ).with_command("server /data").with_exposed_ports(9000).waiting_for(
+        HttpWaitStrategy(9000, "/minio/health/live").with_startup_timeout(60)
+    )
+    with minio.container:
+        minio.s3().create_bucket(Bucket=minio.bucket)
+        yield minio
+
+
+def tracking_server_env(mysql: MySQL, minio: MinIO, **overrides: str) -> dict[str, str]:
+    """The environment a tracking-server container gets in the local stack."""
+    env = {
+        "DB_HOST": mysql.host,
+        "DB_PORT": str(mysql.port),
+        "DB_NAME": mysql.database,
+        "DB_USER": mysql.user,
+        "DB_PASSWORD": mysql.password,
+        "ARTIFACTS_DESTINATION": f"s3://{minio.bucket}/artifacts",
+        "MLFLOW_S3_ENDPOINT_URL": minio.endpoint_in_network,
+        "AWS_ACCESS_KEY_ID": minio.access_key,
+        "AWS_SECRET_ACCESS_KEY": minio.secret_key,
+        "MLFLOW_WORKERS": "2",
+        "DB_WAIT_TIMEOUT": "30",
+    }
+    env.update(overrides)
+    return env
+
+
+def tracking_server_container(
+    image: str, network: Network, env: dict[str, str], alias: str | None = TRACKING_ALIAS
+) -> DockerContainer:
+    """A tracking-server container (not started) on the network, ready when /health answers."""
+    container = DockerContainer(image)
+    container.with_network(network).with_envs(**env).with_exposed_ports(5000).waiting_for(
+        HttpWaitStrategy(5000, "/health").with_startup_timeout(120)
+    )
+    if alias:
+        container.with_network_aliases(alias)
+    return container
+
+
+@dataclass
+class Exited:
+    """How a container that was expected to stop on its own ended."""
+
+    status: int
+    logs: str
+    seconds: float
+
+
+def run_until_exit(
+    image: str, network: Network, env: dict[str, str], timeout: float = 90
+) -> Exited:
+    """Run a container to its end (or kill it after `timeout`), then remove it."""
+    client = docker.from_env()
+    started = time.monotonic()
+    container = client.containers.run(image, detach=True, environment=env, network=network.name)
+    try:
+        try:
+            status = container.wait(timeout=timeout)["StatusCode"]
+        except requests.exceptions.ConnectionError:  # docker-py's read timeout
+            container.kill()
+            status = -1
+        seconds = time.monotonic() - started
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    return Exited(status=status, logs=logs, seconds=seconds)

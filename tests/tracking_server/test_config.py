@@ -1,0 +1,84 @@
+"""Settings of the tracking server: every bad one is named in one line."""
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from mlstack_tracking.config import load_settings
+from mlstack_tracking.errors import StartupError
+
+BASE = {
+    "DB_HOST": "mysql",
+    "DB_USER": "mlflow",
+    "DB_PASSWORD": "p@ss/w:rd%",
+    "DB_NAME": "mlflow",
+    "ARTIFACTS_DESTINATION": "s3://bucket/artifacts",
+}
+
+
+def test_password_with_url_characters_is_escaped_into_the_uri() -> None:
+    settings = load_settings(BASE)
+    url = make_url(settings.backend_store_uri)
+    assert url.password == "p@ss/w:rd%"
+    assert (url.host, url.port, url.database) == ("mysql", 3306, "mlflow")
+    assert settings.database_address == "mysql:3306"
+
+
+def test_full_uri_wins_over_parts() -> None:
+    settings = load_settings(
+        {**BASE, "MLFLOW_BACKEND_STORE_URI": "mysql+pymysql://u:p@db.example:3307/tracking"}
+    )
+    assert settings.database_address == "db.example:3307"
+
+
+def test_defaults() -> None:
+    settings = load_settings(BASE)
+    assert settings.workers == 4
+    assert settings.port == 5000
+    assert settings.auth is None
+    assert settings.presigned_artifact_urls is False
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"DB_PASSWORD": ""}, "DB_PASSWORD is not set"),
+        ({"ARTIFACTS_DESTINATION": ""}, "ARTIFACTS_DESTINATION is not set"),
+        ({"ARTIFACTS_DESTINATION": "/tmp/artifacts"}, "must be s3://bucket"),
+        ({"MLFLOW_WORKERS": "two"}, "MLFLOW_WORKERS must be a whole number"),
+        ({"MLFLOW_WORKERS": "0"}, "MLFLOW_WORKERS must be at least 1"),
+        ({"DB_PORT": "x"}, "DB_PORT must be a whole number"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
+        ({"MLFLOW_BACKEND_STORE_URI": "postgresql://h/db"}, "must start with mysql+pymysql://"),
+        ({"MLFLOW_AUTH_ENABLED": "maybe"}, "MLFLOW_AUTH_ENABLED must be true or false"),
+        ({"MLFLOW_AUTH_ENABLED": "true"}, "MLFLOW_AUTH_ADMIN_PASSWORD is not set"),
+        (
+            {"MLFLOW_AUTH_ENABLED": "true", "MLFLOW_AUTH_ADMIN_PASSWORD": "short"},
+            "at least 12 characters",
+        ),
+        (
+            {"MLFLOW_AUTH_ENABLED": "true", "MLFLOW_AUTH_ADMIN_PASSWORD": "long-enough-pass"},
+            "MLFLOW_FLASK_SERVER_SECRET_KEY is not set",
+        ),
+    ],
+)
+def test_bad_settings_are_named(change: dict[str, str], message: str) -> None:
+    with pytest.raises(StartupError, match=message.replace("+", r"\+")) as raised:
+        load_settings({**BASE, **change})
+    assert "\n" not in str(raised.value)
+
+
+def test_auth_database_is_its_own_on_the_same_server() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "MLFLOW_AUTH_ENABLED": "true",
+            "MLFLOW_AUTH_ADMIN_PASSWORD": "long-enough-pass",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+        }
+    )
+    assert settings.auth is not None
+    auth_url = make_url(settings.auth.database_uri)
+    assert auth_url.database == "mlflow_auth"
+    assert auth_url.host == "mysql"
+    assert auth_url.password == BASE["DB_PASSWORD"]
+    assert settings.auth.admin_username == "admin"

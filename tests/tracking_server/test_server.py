@@ -1,0 +1,246 @@
+"""The tracking-server image against a real MySQL-compatible server and MinIO.
+
+The test process plays a data scientist's laptop: it knows only the tracking
+URI, holds no S3 credentials and cannot resolve container host names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.server import get_app_client
+from sklearn.linear_model import LinearRegression
+from testcontainers.core.network import Network
+
+from support.stack import (
+    MinIO,
+    MySQL,
+    TrackingServer,
+    run_until_exit,
+    tracking_server_container,
+    tracking_server_env,
+)
+
+pytestmark = pytest.mark.docker
+MODEL_NAME = "tracking-server-test-model"
+
+
+@pytest.fixture
+def client_env(monkeypatch: pytest.MonkeyPatch, tracking_server: TrackingServer) -> str:
+    """Point the MLflow client at the server, with no S3 credentials of any kind."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    mlflow.set_tracking_uri(tracking_server.uri_from_host)
+    return tracking_server.uri_from_host
+
+
+def log_and_register(tmp_path: Path) -> tuple[str, np.ndarray]:
+    """Log params, metrics, a file and a model; register it; alias it champion."""
+    features = np.arange(20, dtype=float).reshape(10, 2)
+    model = LinearRegression().fit(features, features.sum(axis=1))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("artifact through the proxy\n")
+    mlflow.set_experiment("tracking-server-test")
+    with mlflow.start_run() as run:
+        mlflow.log_params({"alpha": 0.5, "kind": "linear"})
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_artifact(str(notes), artifact_path="docs")
+        mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=MODEL_NAME, input_example=features[:2]
+        )
+    client = MlflowClient()
+    version = client.search_model_versions(f"name='{MODEL_NAME}'")[0].version
+    client.set_registered_model_alias(MODEL_NAME, "champion", version)
+    return run.info.run_id, features
+
+
+def test_health_and_ui(tracking_server: TrackingServer) -> None:
+    assert requests.get(f"{tracking_server.uri_from_host}/health", timeout=5).text == "OK"
+    page = requests.get(tracking_server.uri_from_host, timeout=10)
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
+
+
+def test_whole_tracking_loop_through_the_uri_only(client_env: str, tmp_path: Path) -> None:
+    run_id, features = log_and_register(tmp_path)
+
+    run = MlflowClient().get_run(run_id)
+    assert run.data.params == {"alpha": "0.5", "kind": "linear"}
+    assert run.data.metrics["loss"] == pytest.approx(1 / 3)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+
+    started = time.monotonic()
+    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    load_seconds = time.monotonic() - started
+    assert load_seconds < 15, f"loading the champion took {load_seconds:.1f} s"
+    np.testing.assert_allclose(loaded.predict(features), features.sum(axis=1))
+
+    downloaded = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="docs/notes.txt", dst_path=str(tmp_path / "down")
+    )
+    assert Path(downloaded).read_text() == "artifact through the proxy\n"
+
+
+def test_everything_survives_a_restart(
+    client_env: str, tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    run_id, _ = log_and_register(tmp_path)
+    client = MlflowClient()
+    versions_before = {v.version for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
+
+    tracking_server.container.get_wrapped_container().restart(timeout=30)
+    # The host port is given anew on a restart: ask for it again.
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if requests.get(f"{tracking_server.uri_from_host}/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come back after a restart"
+        time.sleep(1)
+    client = MlflowClient(tracking_uri=tracking_server.uri_from_host)
+    mlflow.set_tracking_uri(tracking_server.uri_from_host)
+
+    run = client.get_run(run_id)
+    assert run.data.params["kind"] == "linear"
+    assert {a.path for a in client.list_artifacts(run_id, "docs")} == {"docs/notes.txt"}
+    assert {v.version for v in client.search_model_versions(f"name='{MODEL_NAME}'")} == (
+        versions_before
+    )
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert champion.version in versions_before
+
+
+def test_presigned_transfers_are_not_advertised(tracking_server: TrackingServer) -> None:
+    info = requests.get(f"{tracking_server.uri_from_host}/api/3.0/mlflow/server-info", timeout=5)
+    assert info.status_code == 200
+    assert info.json()["multipart_downloads_enabled"] is False
+    assert info.json()["multipart_uploads_enabled"] is False
+
+
+# --- access control -------------------------------------------------------------------------
+
+ADMIN = ("admin", "admin-password-for-tests")
+
+
+@pytest.fixture(scope="module")
+def auth_servers(
+    tracking_server_image: str, docker_network: Network, mysql: MySQL, minio: MinIO
+) -> Iterator[list[str]]:
+    """Two replicas with basic-auth on, started at once on a fresh database."""
+    mysql.create_database("mlflow_replicas")
+    env = tracking_server_env(
+        mysql,
+        minio,
+        DB_NAME="mlflow_replicas",
+        MLFLOW_AUTH_ENABLED="true",
+        MLFLOW_AUTH_DB_NAME="mlflow_auth",
+        MLFLOW_AUTH_ADMIN_USERNAME=ADMIN[0],
+        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1],
+        MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key",
+        MLFLOW_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
+    )
+    replicas = [
+        tracking_server_container(tracking_server_image, docker_network, env, alias=None)
+        for _ in range(2)
+    ]
+    # Start both at once, so their migrations and auth bootstraps overlap.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        starts = [pool.submit(replica.start) for replica in replicas]
+    try:
+        for start in starts:
+            start.result()
+        yield [f"http://{r.get_container_host_ip()}:{r.get_exposed_port(5000)}" for r in replicas]
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_replicas_started_together_both_serve(auth_servers: list[str]) -> None:
+    for url in auth_servers:
+        response = requests.get(
+            f"{url}/api/2.0/mlflow/experiments/search?max_results=1", auth=ADMIN, timeout=10
+        )
+        assert response.status_code == 200, response.text
+
+
+def test_no_credentials_get_401(auth_servers: list[str]) -> None:
+    response = requests.get(f"{auth_servers[0]}/api/2.0/mlflow/experiments/search", timeout=10)
+    assert response.status_code == 401
+
+
+def test_admin_can_do_everything_and_a_reader_only_reads(
+    auth_servers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = auth_servers[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    admin = MlflowClient(tracking_uri=url)
+    experiment_id = admin.create_experiment("auth-test")
+    admin_run = admin.create_run(experiment_id)
+    admin.log_param(admin_run.info.run_id, "who", "admin")
+    admin.set_terminated(admin_run.info.run_id)
+
+    auth_client = get_app_client("basic-auth", tracking_uri=url)
+    auth_client.create_user("reader", "reader-password-123")
+    auth_client.grant_user_permission("reader", "experiment", experiment_id, "READ")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "reader-password-123")
+    reader = MlflowClient(tracking_uri=url)
+    assert reader.get_run(admin_run.info.run_id).data.params == {"who": "admin"}
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"PERMISSION_DENIED|403"):
+        reader.create_run(experiment_id)
+
+
+# --- bad configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"DB_PASSWORD": "wrong-password"}, "refused user 'mlflow': check DB_USER / DB_PASSWORD"),
+        ({"DB_PORT": "3399", "DB_WAIT_TIMEOUT": "5"}, "database at mysql:3399 did not answer"),
+        ({"DB_HOST": "no-such-host", "DB_WAIT_TIMEOUT": "5"}, "no-such-host:3306 did not answer"),
+        (
+            {"ARTIFACTS_DESTINATION": "s3://no-such-bucket"},
+            "bucket 'no-such-bucket' does not exist",
+        ),
+        ({"ARTIFACTS_DESTINATION": ""}, "ARTIFACTS_DESTINATION is not set"),
+    ],
+    ids=[
+        "wrong-password",
+        "db-unreachable",
+        "db-unknown-host",
+        "missing-bucket",
+        "missing-variable",
+    ],
+)
+def test_bad_configuration_exits_with_one_clear_line(
+    tracking_server_image: str,
+    docker_network: Network,
+    mysql: MySQL,
+    minio: MinIO,
+    change: dict[str, str],
+    message: str,
+) -> None:
+    env = tracking_server_env(mysql, minio, **change)
+    exited = run_until_exit(tracking_server_image, docker_network, env, timeout=60)
+    assert exited.status == 1, exited.logs
+    assert exited.seconds < 45, f"took {exited.seconds:.0f} s to fail"
+    errors = [line for line in exited.logs.splitlines() if "mlstack-tracking: error:" in line]
+    assert len(errors) == 1, exited.logs
+    assert message in errors[0]
+    assert mysql.password not in exited.logs and minio.secret_key not in exited.logs
