@@ -165,6 +165,7 @@ def tracking_server_env(mysql: MySQL, minio: MinIO, **overrides: str) -> dict[st
         "AWS_ACCESS_KEY_ID": minio.access_key,
         "AWS_SECRET_ACCESS_KEY": minio.secret_key,
         "MLFLOW_WORKERS": "2",
+        "ALLOWED_HOSTS": TRACKING_ALIAS,
         "DB_WAIT_TIMEOUT": "30",
     }
     env.update(overrides)

@@ -105,7 +105,7 @@ def test_everything_survives_a_restart(
         try:
             if requests.get(f"{tracking_server.uri_from_host}/health", timeout=2).ok:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused or timed out while it starts
             pass
         assert time.monotonic() < deadline, "the server did not come back after a restart"
         time.sleep(1)
@@ -244,3 +244,16 @@ def test_bad_configuration_exits_with_one_clear_line(
     assert len(errors) == 1, exited.logs
     assert message in errors[0]
     assert mysql.password not in exited.logs and minio.secret_key not in exited.logs
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("tracking-server:5000", 200), ("10.1.2.3:5000", 200), ("evil.example", 403)],
+)
+def test_host_header_allow_list(tracking_server: TrackingServer, host: str, status: int) -> None:
+    response = requests.get(
+        f"{tracking_server.uri_from_host}/api/2.0/mlflow/experiments/search?max_results=1",
+        headers={"Host": host},
+        timeout=10,
+    )
+    assert response.status_code == status

@@ -39,6 +39,7 @@ class Settings:
     log_level: str
     db_wait_timeout: float
     presigned_artifact_urls: bool
+    allowed_hosts: tuple[str, ...]
     auth: AuthSettings | None
 
     @property
@@ -160,5 +161,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         db_wait_timeout=float(_integer(env, "DB_WAIT_TIMEOUT", 60)),
         presigned_artifact_urls=_boolean(env, "MLFLOW_PRESIGNED_ARTIFACT_URLS", False),
+        allowed_hosts=tuple(
+            h.strip() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
         auth=_auth_settings(env, backend),
     )

@@ -18,6 +18,19 @@ from mlstack_tracking.errors import StartupError
 log = logging.getLogger("mlstack_tracking")
 
 
+def allowed_host_patterns(extra_hosts: tuple[str, ...]) -> list[str]:
+    """MLflow's default Host-header patterns (loopback, private addresses) plus extra names.
+
+    MLflow 3.5+ answers 403 to other Host headers (DNS-rebinding protection);
+    a load balancer's DNS name or a compose service name must be added, while
+    the defaults keep health checks on private addresses working.
+    """
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    extras = [pattern for host in extra_hosts for pattern in (host, f"{host}:*")]
+    return get_default_allowed_hosts() + extras
+
+
 def server_environment(settings: Settings) -> dict[str, str]:
     """The variables MLflow's workers read, as `mlflow server --serve-artifacts` sets them."""
     from mlflow.environment_variables import (
@@ -46,6 +59,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
         _MLFLOW_SERVER_BOOT_ID.name: uuid.uuid4().hex,
         _MLFLOW_IN_JOB_EXECUTOR.name: "false",
     }
+    if settings.allowed_hosts and not os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS"):
+        env["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(allowed_host_patterns(settings.allowed_hosts))
     if settings.auth is not None:
         env[MLFLOW_FLASK_SERVER_SECRET_KEY.name] = settings.auth.secret_key
         env["MLFLOW_AUTH_ADMIN_USERNAME"] = settings.auth.admin_username
