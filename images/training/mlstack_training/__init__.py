@@ -1,0 +1,1 @@
+"""A SageMaker-compatible training job: a scikit-learn RandomForestRegressor tracked in MLflow."""
