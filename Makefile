@@ -11,9 +11,31 @@ export PYTHON_BASE_IMAGE MYSQL_IMAGE MINIO_IMAGE VERSION
 VENV := .venv
 PY := $(VENV)/bin/python
 IMAGES := tracking-server training inference
-COMPOSE := docker compose -f compose/compose.yaml --env-file .env \
+
+# The local stack's settings live in $(ENV_FILE); these few the Makefile needs too.
+ENV_FILE ?= .env
+env_value = $(shell sed -n 's/^$(1)=//p' $(ENV_FILE) 2>/dev/null)
+COMPOSE_PROJECT ?= mlstack
+MLFLOW_PORT ?= $(or $(call env_value,MLFLOW_PORT),5000)
+MINIO_CONSOLE_PORT ?= $(or $(call env_value,MINIO_CONSOLE_PORT),9001)
+EXPERIMENT_NAME ?= $(or $(call env_value,EXPERIMENT_NAME),diabetes-progression)
+MODEL_NAME ?= $(or $(call env_value,MODEL_NAME),diabetes-rf)
+export MLFLOW_PORT MINIO_CONSOLE_PORT
+COMPOSE := docker compose -p $(COMPOSE_PROJECT) -f compose/compose.yaml --env-file $(ENV_FILE) \
 	$(if $(wildcard .images.env),--env-file .images.env)
-MLFLOW_PORT ?= $(or $(shell sed -n 's/^MLFLOW_PORT=//p' .env 2>/dev/null),5000)
+
+# The loop: data set, one job's hyperparameters, the tuning, the endpoint.
+DATASET ?= diabetes
+N_ESTIMATORS ?= 100
+MIN_SAMPLES_LEAF ?= 3
+HPO_JOBS ?= 8
+HPO_PARALLEL ?= 2
+SERVE_PORT ?= 8080
+NETWORK := $(COMPOSE_PROJECT)_default
+SERVE_CONTAINER := $(COMPOSE_PROJECT)-inference
+LOOP := $(PY) scripts/local_loop.py --network $(NETWORK) \
+	--tracking-uri http://127.0.0.1:$(MLFLOW_PORT) --experiment-name $(EXPERIMENT_NAME) \
+	--model-name $(MODEL_NAME) --data-dir data/$(DATASET) --image mlstack/training:$(VERSION)
 
 .PHONY: help
 help: ## List the targets
@@ -59,23 +81,73 @@ test-fast: venv ## Run the tests that need no Docker
 
 # --- the local stack ----------------------------------------------------------------------
 
-.env:
-	python3 scripts/make_env.py .env.example .env
+$(ENV_FILE):
+	python3 scripts/make_env.py .env.example $(ENV_FILE)
 
 .PHONY: local-up
-local-up: .env build-tracking-server ## Start MySQL, MinIO and the tracking server; wait until healthy
+local-up: $(ENV_FILE) build-tracking-server ## Start MySQL, MinIO and the tracking server; wait until healthy
 	$(COMPOSE) up --detach --wait --wait-timeout 300
 	@echo "MLflow UI and tracking URI: http://127.0.0.1:$(MLFLOW_PORT)"
-	@echo "MinIO console:              http://127.0.0.1:$$(sed -n 's/^MINIO_CONSOLE_PORT=//p' .env)"
+	@echo "MinIO console:              http://127.0.0.1:$(MINIO_CONSOLE_PORT)"
 
 .PHONY: local-down
-local-down: ## Stop the local stack, keeping its data
+local-down: venv ## Stop the local stack (and its jobs and endpoint), keeping its data
+	$(LOOP) stop-jobs
+	docker rm --force $(SERVE_CONTAINER) >/dev/null 2>&1 || true
 	$(COMPOSE) down
 
 .PHONY: local-clean
-local-clean: ## Stop the local stack and delete its data volumes
+local-clean: local-down ## Stop the local stack and delete its data volumes
 	$(COMPOSE) down --volumes --remove-orphans
 
 .PHONY: local-logs
 local-logs: ## Follow the local stack's logs
 	$(COMPOSE) logs --follow --tail 100
+
+# --- the loop -----------------------------------------------------------------------------
+
+data/$(DATASET)/hyperparameters.json: | venv
+	$(PY) scripts/prepare_data.py --dataset $(DATASET) --output data/$(DATASET)
+
+.PHONY: data
+data: data/$(DATASET)/hyperparameters.json ## Write train/test channels to data/DATASET (diabetes, california)
+
+.PHONY: data-csv
+data-csv: venv ## Channels from your CSV: make data-csv CSV=path TARGET=column (then DATASET=custom)
+	$(PY) scripts/prepare_data.py --csv $(CSV) --target $(TARGET) --output data/custom
+
+.PHONY: local-train
+local-train: venv data build-training ## One SageMaker-style training job against the stack (N_ESTIMATORS=, MIN_SAMPLES_LEAF=)
+	$(LOOP) train --n-estimators $(N_ESTIMATORS) --min-samples-leaf $(MIN_SAMPLES_LEAF)
+
+.PHONY: local-hpo
+local-hpo: venv data build-training ## Tune: HPO_JOBS jobs, HPO_PARALLEL at a time, best one registered as MODEL_NAME
+	$(LOOP) hpo --jobs $(HPO_JOBS) --parallel $(HPO_PARALLEL)
+
+.PHONY: local-promote
+local-promote: venv ## Alias `champion` the best registered version of MODEL_NAME
+	$(LOOP) promote
+
+.PHONY: local-serve
+local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.0.1:SERVE_PORT
+	docker rm --force $(SERVE_CONTAINER) >/dev/null 2>&1 || true
+	docker run --detach --name $(SERVE_CONTAINER) --network $(NETWORK) \
+		--publish 127.0.0.1:$(SERVE_PORT):8080 \
+		--env MODEL_URI=models:/$(MODEL_NAME)@champion \
+		--env MLFLOW_TRACKING_URI=http://tracking-server:5000 \
+		mlstack/inference:$(VERSION) serve >/dev/null
+	$(LOOP) wait-ready --endpoint http://127.0.0.1:$(SERVE_PORT) --container $(SERVE_CONTAINER)
+	@echo "Endpoint: http://127.0.0.1:$(SERVE_PORT)/invocations"
+
+.PHONY: local-predict
+local-predict: venv data ## Send the first test row to the local endpoint, print the prediction
+	$(LOOP) predict --endpoint http://127.0.0.1:$(SERVE_PORT)
+
+.PHONY: demo
+demo: ## Everything in order: stack, data, train, tune, promote, serve, predict
+	$(MAKE) local-up
+	$(MAKE) local-train
+	$(MAKE) local-hpo
+	$(MAKE) local-promote
+	$(MAKE) local-serve
+	$(MAKE) local-predict

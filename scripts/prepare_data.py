@@ -7,7 +7,8 @@
 
 It writes OUTPUT/train/train.csv and OUTPUT/test/test.csv, the two channels the training
 job reads (/opt/ml/input/data/train and .../test), then prints the `features` and `target`
-hyperparameters that go with them as one JSON object on stdout (the summary goes to stderr).
+hyperparameters that go with them as one JSON object on stdout (the summary goes to stderr)
+and writes the same object to OUTPUT/hyperparameters.json.
 
 The Boston housing data of the reference workflow left scikit-learn in 1.2; these replace it:
 - diabetes: scikit-learn's bundled diabetes data, 442 rows, unscaled; features are
@@ -167,12 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prepare_data: {error}", file=sys.stderr)
         return 1
     (train_path, train_rows), (test_path, test_rows) = paths["train"], paths["test"]
+    spec = json.dumps(hyperparameters(frame, target))
+    # Beside the channels, so the local loop's jobs get the matching features and target.
+    (args.output / "hyperparameters.json").write_text(spec + "\n")
     print(
         f"{source}: wrote {train_rows} rows to {train_path} and {test_rows} rows to "
-        f"{test_path}; hyperparameters:",
+        f"{test_path}; hyperparameters (also in {args.output / 'hyperparameters.json'}):",
         file=sys.stderr,
     )
-    print(json.dumps(hyperparameters(frame, target)))
+    print(spec)
     return 0
 
 

@@ -30,6 +30,7 @@ def test_diabetes_is_the_offline_default(
     code, hyperparameters, err = run(["--output", str(tmp_path)], capsys)
     assert code == 0
     assert hyperparameters == {"features": DIABETES_FEATURES, "target": "progression"}
+    assert json.loads((tmp_path / "hyperparameters.json").read_text()) == hyperparameters
     train, test = channels(tmp_path)
     assert (len(train), len(test)) == (353, 89)
     assert list(train.columns) == [*DIABETES_FEATURES.split(), "progression"]

@@ -1,0 +1,134 @@
+"""SageMaker-style training jobs on the local stack: a job directory, a container, a result.
+
+A job directory has the /opt/ml layout of SageMaker's training contract
+(input/config/*.json, input/data/<channel>/, model/, output/) and is mounted
+at /opt/ml of a `mlstack/training` container started as `docker run IMAGE train`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException, ImageNotFound, NotFound
+
+JOB_LABEL = "mlstack.job"
+CHANNELS = ("train", "test")
+
+
+class JobError(Exception):
+    """A job could not be prepared or started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How one training job ended."""
+
+    name: str
+    hyperparameters: dict[str, str]
+    exit_code: int
+    failure: str | None
+    seconds: float
+
+
+def write_job_dir(job_dir: Path, data_dir: Path, hyperparameters: Mapping[str, object]) -> None:
+    """Lay out job_dir as SageMaker's /opt/ml: config files, channels, empty model/output."""
+    for channel in CHANNELS:
+        if not (data_dir / channel).is_dir():
+            raise JobError(f"no {channel} channel in {data_dir}: run `make data` first")
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    config = job_dir / "input" / "config"
+    config.mkdir(parents=True)
+    # SageMaker writes every hyperparameter value as a string.
+    strings = {key: str(value) for key, value in hyperparameters.items()}
+    (config / "hyperparameters.json").write_text(json.dumps(strings, indent=2))
+    (config / "inputdataconfig.json").write_text(
+        json.dumps({c: {"ContentType": "text/csv", "TrainingInputMode": "File"} for c in CHANNELS})
+    )
+    (config / "resourceconfig.json").write_text(
+        json.dumps(
+            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
+        )
+    )
+    for channel in CHANNELS:
+        shutil.copytree(data_dir / channel, job_dir / "input" / "data" / channel)
+    for name in ("model", "output/data"):
+        (job_dir / name).mkdir(parents=True)
+
+
+def docker_client() -> docker.DockerClient:
+    """A Docker client, or a JobError saying that no engine answers."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as error:
+        raise JobError(f"no Docker engine answers ({error}): start Docker") from None
+    return client
+
+
+def run_job(
+    client: docker.DockerClient,
+    image: str,
+    network: str,
+    job_dir: Path,
+    name: str,
+    hyperparameters: Mapping[str, object],
+    on_log: Callable[[str], None] | None = None,
+) -> JobResult:
+    """Run one job to its end; stream its log lines to on_log; remove its container."""
+    try:
+        client.networks.get(network)
+    except NotFound:
+        raise JobError(f"network {network} does not exist: run `make local-up` first") from None
+    started = time.monotonic()
+    try:
+        container = client.containers.run(
+            image,
+            ["train"],
+            name=name,
+            detach=True,
+            network=network,
+            environment={"TRAINING_JOB_NAME": name},
+            volumes={str(job_dir.resolve()): {"bind": "/opt/ml", "mode": "rw"}},
+            labels={JOB_LABEL: network},
+        )
+    except ImageNotFound:
+        raise JobError(f"image {image} is missing: run `make build`") from None
+    try:
+        if on_log is not None:
+            for line in container.logs(stream=True, follow=True):
+                on_log(line.decode(errors="replace").rstrip())
+        exit_code = container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
+    failure_file = job_dir / "output" / "failure"
+    failure = failure_file.read_text().strip() if failure_file.exists() else None
+    return JobResult(
+        name=name,
+        hyperparameters={k: str(v) for k, v in hyperparameters.items()},
+        exit_code=exit_code,
+        failure=failure,
+        seconds=time.monotonic() - started,
+    )
+
+
+def stop_jobs(client: docker.DockerClient, network: str, timeout: int = 30) -> int:
+    """Stop every job container of this stack (SIGTERM: their runs end KILLED)."""
+    containers = client.containers.list(filters={"label": f"{JOB_LABEL}={network}"})
+    for container in containers:
+        container.stop(timeout=timeout)
+    return len(containers)
+
+
+def is_running(client: docker.DockerClient, name: str) -> bool:
+    """Whether a container of that name exists and runs."""
+    try:
+        return client.containers.get(name).status in ("created", "running", "restarting")
+    except NotFound:
+        return False
