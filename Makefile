@@ -43,10 +43,10 @@ help: ## List the targets
 
 # --- set-up -------------------------------------------------------------------------------
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt requirements-aws.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -r requirements-aws.txt
 	touch $@
 
 .PHONY: venv
@@ -78,6 +78,10 @@ test: venv ## Run every test (builds images; needs Docker)
 .PHONY: test-fast
 test-fast: venv ## Run the tests that need no Docker
 	$(PY) -m pytest -m "not docker and not aws"
+
+.PHONY: test-aws
+test-aws: venv ## Run the AWS tests only (moto, a local registry, SageMaker local mode)
+	$(PY) -m pytest -m aws
 
 # --- the local stack ----------------------------------------------------------------------
 
@@ -151,3 +155,35 @@ demo: ## Everything in order: stack, data, train, tune, promote, serve, predict
 	$(MAKE) local-promote
 	$(MAKE) local-serve
 	$(MAKE) local-predict
+
+# --- AWS ----------------------------------------------------------------------------------
+# Real runs need an AWS account (AWS_PROFILE / AWS_REGION); the tests use moto.
+
+AWS := PYTHONPATH=scripts $(PY) -m
+
+.PHONY: push
+push: venv ## Build the images for linux/amd64, push them to ECR, print their URIs
+	$(AWS) aws.push
+
+.PHONY: sagemaker-local
+sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict
+	MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) EXPERIMENT_NAME=$(EXPERIMENT_NAME) \
+	DATA_DIR=data/$(DATASET) N_ESTIMATORS=$(N_ESTIMATORS) MIN_SAMPLES_LEAF=$(MIN_SAMPLES_LEAF) \
+	$(AWS) aws.sagemaker_local
+
+.PHONY: deploy-fargate
+deploy-fargate: venv ## Create or update the Fargate tracking server (VPC_ID, LB_SUBNET_IDS, PRIVATE_SUBNET_IDS); print its URL
+	$(AWS) aws.deploy_fargate
+
+.PHONY: deploy-endpoint
+deploy-endpoint: venv ## Deploy MODEL_NAME@champion to a SageMaker endpoint (MLFLOW_TRACKING_URI, SAGEMAKER_ROLE_ARN, MODEL_S3_URI)
+	MODEL_NAME=$(MODEL_NAME) $(AWS) aws.deploy_endpoint
+
+.PHONY: invoke-endpoint
+invoke-endpoint: venv data ## Send the reference's request (the first test row) to the SageMaker endpoint
+	MODEL_NAME=$(MODEL_NAME) TEST_CSV=data/$(DATASET)/test/test.csv $(AWS) aws.invoke_endpoint
+
+.PHONY: tune
+tune: venv data ## SageMaker hyperparameter tuning, each job under one MLflow parent run
+	EXPERIMENT_NAME=$(EXPERIMENT_NAME) DATA_DIR=data/$(DATASET) TUNING_MAX_JOBS=$(HPO_JOBS) \
+	TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) $(AWS) aws.tune

@@ -1,0 +1,304 @@
+"""`make push`: build the images for linux/amd64, push them to ECR, print their URIs.
+
+  python -m aws.push [NAME ...] [--images-dir DIR]     (NAME: tracking-server training inference)
+
+Each image is built from images/NAME for linux/amd64 (Fargate and SageMaker run amd64; an
+image that comes out for another platform is refused, not pushed), tagged with VERSION and
+the git commit (git-SHA), and pushed to the ECR repository mlstack/NAME, which is created
+when missing with scan on push, immutable tags and a lifecycle policy. Docker logs in with a
+token from ECR's GetAuthorizationToken. Tags are immutable: a VERSION already in ECR from
+another commit is an error (bump VERSION). A work tree with uncommitted changes under
+images/NAME is refused unless PUSH_ALLOW_DIRTY=true, which pushes only a
+git-SHA-dirty-TIMESTAMP tag, so VERSION stays free for the committed build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aws.common import (
+    ECR_REPOSITORY_PREFIX,
+    ROOT,
+    AwsScriptError,
+    account_id,
+    boto_session,
+    flag,
+    git_revision,
+    main_wrapper,
+    run,
+    setting,
+    version,
+)
+
+IMAGES = ("tracking-server", "training", "inference")
+TARGET_PLATFORM = "linux/amd64"
+DEFAULT_PYTHON_BASE_IMAGE = "python:3.11-slim"
+# Lifecycle: untagged images (left by failed or superseded pushes) go after a week; of the
+# rest, the newest KEEP_IMAGES stay, so an image a running service uses is not expired soon.
+UNTAGGED_DAYS = 7
+KEEP_IMAGES = 50
+
+
+def lifecycle_policy() -> str:
+    """The ECR lifecycle policy every mlstack repository gets (JSON text)."""
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"expire untagged images after {UNTAGGED_DAYS} days",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": UNTAGGED_DAYS,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 2,
+                    "description": f"keep the {KEEP_IMAGES} newest images",
+                    "selection": {
+                        "tagStatus": "any",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": KEEP_IMAGES,
+                    },
+                    "action": {"type": "expire"},
+                },
+            ]
+        }
+    )
+
+
+def python_base_image() -> str:
+    """PYTHON_BASE_IMAGE from the environment, else .images.env, else the public image."""
+    value = setting("PYTHON_BASE_IMAGE", "")
+    if value:
+        return value
+    env_file = ROOT / ".images.env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, _, found = line.strip().partition("=")
+            if key.strip() == "PYTHON_BASE_IMAGE" and found.strip():
+                return found.strip()
+    return DEFAULT_PYTHON_BASE_IMAGE
+
+
+def plan_tags(release: str, sha: str, dirty: bool, allow_dirty: bool, now: datetime) -> list[str]:
+    """The tags to push: VERSION and git-SHA, or one unique dirty tag (see the module doc)."""
+    if not dirty:
+        return [release, f"git-{sha}"]
+    if not allow_dirty:
+        raise AwsScriptError(
+            "the image's sources have uncommitted changes: commit them so the git-SHA tag "
+            "names its source, or set PUSH_ALLOW_DIRTY=true for a one-off dirty tag"
+        )
+    return [f"git-{sha}-dirty-{now:%Y%m%d%H%M%S}"]
+
+
+def build(name: str, context: Path, tag: str, base: str, revision: str) -> None:
+    """docker build for TARGET_PLATFORM (classic builder or BuildKit, whichever docker uses)."""
+    run(
+        [
+            "docker",
+            "build",
+            "--platform",
+            TARGET_PLATFORM,
+            "--build-arg",
+            f"PYTHON_BASE_IMAGE={base}",
+            "--build-arg",
+            f"VERSION={version()}",
+            "--label",
+            f"org.opencontainers.image.revision={revision}",
+            "--tag",
+            tag,
+            str(context),
+        ],
+        f"building {tag}",
+    )
+
+
+def image_platform(tag: str) -> str:
+    """os/architecture of a local image, as `docker image inspect` reports it."""
+    out = run(
+        ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag],
+        f"inspecting {tag}",
+        quiet=True,
+    )
+    return out.strip()
+
+
+def check_platform(tag: str, expected: str = TARGET_PLATFORM) -> None:
+    """Refuse an image built for another platform (e.g. arm64 on an Apple-silicon laptop)."""
+    found = image_platform(tag)
+    if found != expected:
+        raise AwsScriptError(
+            f"{tag} was built for {found}, not {expected}, which Fargate and SageMaker run: "
+            f"enable {expected} emulation in Docker (QEMU/binfmt, or Docker Desktop's "
+            f"Rosetta) with a {expected} PYTHON_BASE_IMAGE, or build on an amd64 machine"
+        )
+
+
+def ensure_repository(ecr, name: str) -> dict:
+    """The ECR repository, created when missing with scan on push, immutable tags, a
+    lifecycle policy and encryption; an existing one keeps its settings (warned about)."""
+    try:
+        repository = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ecr.exceptions.RepositoryNotFoundException:
+        repository = ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            encryptionConfiguration={"encryptionType": "AES256"},
+            tags=[{"Key": "project", "Value": "mlstack"}],
+        )["repository"]
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=lifecycle_policy())
+        print(f"created ECR repository {name}", file=sys.stderr)
+        return repository
+    if repository.get("imageTagMutability") != "IMMUTABLE":
+        print(f"warning: ECR repository {name} has mutable tags", file=sys.stderr)
+    if not repository.get("imageScanningConfiguration", {}).get("scanOnPush"):
+        print(f"warning: ECR repository {name} does not scan on push", file=sys.stderr)
+    try:
+        ecr.get_lifecycle_policy(repositoryName=name)
+    except ecr.exceptions.LifecyclePolicyNotFoundException:
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=lifecycle_policy())
+    return repository
+
+
+def tags_in_ecr(ecr, repository: str, tags: list[str]) -> dict[str, str]:
+    """tag -> image digest for those of `tags` that the repository already has."""
+    found = {}
+    for tag in tags:
+        try:
+            details = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        except ecr.exceptions.ImageNotFoundException:
+            continue
+        found[tag] = details["imageDetails"][0]["imageDigest"]
+    return found
+
+
+def already_pushed(repository: str, tags: list[str], found: dict[str, str]) -> str | None:
+    """The digest when every tag is already on one image; None when none is; else an error."""
+    if not found:
+        return None
+    if set(found) == set(tags) and len(set(found.values())) == 1:
+        return next(iter(found.values()))
+    taken = ", ".join(sorted(found))
+    raise AwsScriptError(
+        f"{repository} already has {taken} on another image and its tags are immutable: "
+        "bump VERSION (or push from the commit that made it)"
+    )
+
+
+def registry_login(ecr, override: str | None) -> str:
+    """docker login with an ECR authorization token; returns the registry host."""
+    data = ecr.get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    host = override or data["proxyEndpoint"].removeprefix("https://").removeprefix("http://")
+    run(
+        ["docker", "login", "--username", user, "--password-stdin", host],
+        f"docker login to {host}",
+        stdin=password,
+        quiet=True,
+    )
+    return host
+
+
+@dataclass
+class Pushed:
+    """One image in the registry."""
+
+    name: str
+    uris: list[str]
+    digest_uri: str
+
+
+def push_tags(local_tag: str, remote: str, tags: list[str]) -> str:
+    """Tag and push; return the pushed manifest's digest (sha256:...)."""
+    for tag in tags:
+        run(["docker", "tag", local_tag, f"{remote}:{tag}"], f"tagging {remote}:{tag}")
+        run(["docker", "push", f"{remote}:{tag}"], f"pushing {remote}:{tag}")
+    out = run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", local_tag],
+        f"reading the digest of {remote}",
+        quiet=True,
+    )
+    for ref in json.loads(out or "[]") or []:
+        repo, _, digest = ref.partition("@")
+        if repo == remote:
+            return digest
+    raise AwsScriptError(f"docker reported no digest for {remote} after the push")
+
+
+@dataclass
+class Plan:
+    """What to build and which tags to push, decided before anything is built."""
+
+    name: str
+    context: Path
+    revision: str
+    tags: list[str]
+
+
+def plan_image(name: str, images_dir: Path, allow_dirty: bool) -> Plan:
+    """The image's build context, its git revision label and its tags."""
+    context = images_dir / name
+    if not (context / "Dockerfile").is_file():
+        raise AwsScriptError(f"{context}/Dockerfile does not exist: unknown image {name!r}")
+    sha, dirty = git_revision([context])
+    tags = plan_tags(version(), sha, dirty, allow_dirty, datetime.now(UTC))
+    return Plan(name, context, sha + ("-dirty" if dirty else ""), tags)
+
+
+def push_image(ecr, plan: Plan, registry: str) -> Pushed:
+    """Build (unless ECR already has it), check the platform, push; return the URIs."""
+    repository = f"{ECR_REPOSITORY_PREFIX}/{plan.name}"
+    ensure_repository(ecr, repository)
+    remote = f"{registry}/{repository}"
+    digest = already_pushed(repository, plan.tags, tags_in_ecr(ecr, repository, plan.tags))
+    if digest:
+        print(f"{repository}: {', '.join(plan.tags)} already in ECR, not pushed", file=sys.stderr)
+    else:
+        local_tag = f"{repository}:{version()}"
+        build(plan.name, plan.context, local_tag, python_base_image(), plan.revision)
+        check_platform(local_tag)
+        digest = push_tags(local_tag, remote, plan.tags)
+    return Pushed(plan.name, [f"{remote}:{tag}" for tag in plan.tags], f"{remote}@{digest}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m aws.push", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help=f"images to push (default: {' '.join(IMAGES)})")
+    parser.add_argument(
+        "--images-dir", type=Path, default=ROOT / "images", help="where NAME/Dockerfile live"
+    )
+    return parser.parse_args(argv)
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = args.names or list(IMAGES)
+    session = boto_session()
+    account_id(session)  # a clear error without credentials, before any build
+    ecr = session.client("ecr")
+    allow_dirty = flag("PUSH_ALLOW_DIRTY", False)
+    plans = [plan_image(name, args.images_dir, allow_dirty) for name in names]
+    registry = registry_login(ecr, setting("ECR_REGISTRY_OVERRIDE", "") or None)
+    for plan in plans:
+        pushed = push_image(ecr, plan, registry)
+        for uri in pushed.uris:
+            print(uri)
+        print(pushed.digest_uri)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

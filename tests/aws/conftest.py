@@ -1,0 +1,212 @@
+"""AWS stand-ins for the tests: moto in server mode, and a real registry (Debian's
+docker-registry) on 127.0.0.1, each on a free port and stopped by its fixture."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+REGISTRY_BINARY = "docker-registry"
+# What scripts/aws reads besides AWS_* and MLFLOW_*: never inherited from the caller's shell.
+SCRIPT_SETTINGS = {
+    "PYTHONPATH", "PYTHON_BASE_IMAGE", "PUSH_ALLOW_DIRTY", "ECR_REGISTRY_OVERRIDE",
+    "STACK_NAME", "TRACKING_SERVER_IMAGE_URI", "VPC_ID", "LB_SUBNET_IDS", "PRIVATE_SUBNET_IDS",
+    "LB_SCHEME", "CLIENT_CIDR", "CERTIFICATE_ARN", "DOMAIN_NAME", "DB_MULTI_AZ",
+    "DB_DELETION_PROTECTION", "STACK_PARAMETERS", "MODEL_NAME", "MODEL_ALIAS",
+    "SAGEMAKER_ROLE_ARN", "MODEL_S3_URI", "INFERENCE_IMAGE_URI", "ENDPOINT_NAME",
+    "SAGEMAKER_INSTANCE_TYPE", "SAGEMAKER_INSTANCE_COUNT", "TEST_CSV", "TARGET", "FEATURES",
+    "DATA_DIR", "EXPERIMENT_NAME", "TRAINING_TRACKING_URI", "TRAINING_IMAGE_URI",
+    "DATA_S3_URI", "OUTPUT_S3_URI", "TUNING_JOB_NAME", "TUNING_MAX_JOBS",
+    "TUNING_MAX_PARALLEL_JOBS", "TUNING_POLL_SECONDS", "SAGEMAKER_SUBNETS",
+    "SAGEMAKER_SECURITY_GROUP_IDS", "REGISTERED_MODEL_NAME", "RANDOM_STATE",
+    "SAGEMAKER_LOCAL_TRACKING_URI", "SAGEMAKER_LOCAL_OUTPUT", "TRAINING_IMAGE",
+    "INFERENCE_IMAGE", "N_ESTIMATORS", "MIN_SAMPLES_LEAF",
+}  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Moto:
+    """A moto server: its endpoint, and boto3 clients that talk to it."""
+
+    endpoint: str
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def reset(self) -> None:
+        """Forget every resource (moto's own reset API)."""
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a script run against this server."""
+        return clean_env(
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_REGION=REGION,
+            **extra,
+        )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without AWS, MLflow or script settings; scripts/ importable."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "MLFLOW_")) and key not in SCRIPT_SETTINGS
+    }
+    env.update(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        PYTHONPATH=str(ROOT / "scripts"),
+        SAGEMAKER_SUPPRESS_V2_WARNING="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def script_env():
+    """clean_env, for tests (test modules here cannot import this conftest)."""
+    return clean_env
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Moto]:
+    """moto in server mode on 127.0.0.1, so scripts in subprocesses can use AWS_ENDPOINT_URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield Moto(endpoint=f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: Moto) -> Moto:
+    """The moto server, emptied before the test."""
+    moto_server.reset()
+    return moto_server
+
+
+def run_script(module: str, env: dict[str, str], *args: str, timeout: float = 600):
+    """python -m aws.<module> ARGS in a subprocess, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", f"aws.{module}", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def run_aws():
+    """run_script, for tests (test modules here cannot import this conftest)."""
+    return run_script
+
+
+@dataclass
+class Registry:
+    """A registry on 127.0.0.1 that accepts the ECR token moto hands out."""
+
+    host: str
+    user: str
+    password: str
+
+    def get(self, path: str, **headers: str) -> requests.Response:
+        return requests.get(
+            f"http://{self.host}/v2/{path}",
+            auth=(self.user, self.password),
+            headers=headers,
+            timeout=10,
+        )
+
+
+def ecr_credentials(moto: Moto) -> tuple[str, str]:
+    """The user and password inside moto's ECR authorization token."""
+    data = moto.client("ecr").get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return user, password
+
+
+@pytest.fixture
+def docker_registry(tmp_path: Path, moto: Moto) -> Iterator[Registry]:
+    """Debian's docker-registry with htpasswd auth for moto's ECR token, storage in tmp_path."""
+    binary = shutil.which(REGISTRY_BINARY) or (
+        "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None
+    )
+    if binary is None:
+        pytest.fail("docker-registry is not installed: apt-get install -y docker-registry")
+    import bcrypt
+
+    user, password = ecr_credentials(moto)
+    root = tmp_path / "registry"
+    (root / "data").mkdir(parents=True)
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (root / "htpasswd").write_text(f"{user}:{hashed}\n")
+    port = free_port()
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  htpasswd:\n    realm: mlstack-test\n    path: {root / 'htpasswd'}\n"
+    )
+    log = (root / "registry.log").open("w")
+    process = subprocess.Popen(
+        [binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
+    )
+    registry = Registry(host=f"127.0.0.1:{port}", user=user, password=password)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(f"http://{registry.host}/v2/", timeout=2).status_code == 401:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()}")
+            time.sleep(0.2)
+        yield registry
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

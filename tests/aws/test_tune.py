@@ -1,0 +1,126 @@
+"""The tuning script: its SageMaker calls checked against moto, its MLflow runs against a
+SQLite store. Real tuning needs an AWS account; moto finishes the job at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.aws
+
+JOB = "mlstack-tune-test"
+EXPERIMENT = "tuning-test"
+ROLE = "arn:aws:iam::123456789012:role/mlstack-sagemaker"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "art").as_uri())
+    # Runs as the training image makes them: two of this tuning job, one of another job.
+    for job in (f"{JOB}-001-0123abcd", f"{JOB}-002-89abcdef", f"{JOB}-other-001-0123abcd"):
+        client.create_run(experiment, run_name=job, tags={"sagemaker.training_job_name": job})
+    return uri
+
+
+def tuning_env(moto, store: str, **extra: str) -> dict[str, str]:
+    settings = {
+        "MLFLOW_TRACKING_URI": store,
+        "TRAINING_TRACKING_URI": "http://mlflow.internal:5000",
+        "EXPERIMENT_NAME": EXPERIMENT,
+        "SAGEMAKER_ROLE_ARN": ROLE,
+        "DATA_S3_URI": "s3://mlstack-data/diabetes/",
+        "OUTPUT_S3_URI": "s3://mlstack-models/tuning",
+        "TUNING_JOB_NAME": JOB,
+        "FEATURES": "age bmi bp",
+        "TUNING_POLL_SECONDS": "1",
+    }
+    settings.update(extra)
+    return moto.env(**settings)
+
+
+def test_tuning_job_as_the_reference_defines_it(moto, store, run_aws):
+    env = tuning_env(
+        moto,
+        store,
+        SAGEMAKER_SUBNETS="subnet-1,subnet-2",
+        SAGEMAKER_SECURITY_GROUP_IDS="sg-1",
+        TUNING_MAX_JOBS="6",
+        TUNING_MAX_PARALLEL_JOBS="3",
+    )
+    result = run_aws("tune", env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    job = moto.client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=JOB
+    )
+    config = job["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian"
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": "Minimize",
+        "MetricName": "AE-at-50th-percentile",
+    }
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
+    ranges = {r["Name"]: r for r in config["ParameterRanges"]["IntegerParameterRanges"]}
+    assert {name: (r["MinValue"], r["MaxValue"]) for name, r in ranges.items()} == {
+        "n-estimators": ("50", "200"),
+        "min-samples-leaf": ("1", "10"),
+    }
+
+    definition = job["TrainingJobDefinition"]
+    algorithm = definition["AlgorithmSpecification"]
+    assert algorithm["TrainingImage"] == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlstack/training:"
+        + (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
+    )
+    assert algorithm["MetricDefinitions"] == [
+        {"Name": "AE-at-50th-percentile", "Regex": r"AE-at-50th-percentile: ([0-9.]+).*$"}
+    ]
+    static = definition["StaticHyperParameters"]
+    assert static["tracking_uri"] == "http://mlflow.internal:5000"
+    assert static["experiment_name"] == EXPERIMENT
+    assert static["target"] == "progression"
+    assert static["features"] == "age bmi bp"
+    channels = {c["ChannelName"]: c for c in definition["InputDataConfig"]}
+    assert channels["train"]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        "s3://mlstack-data/diabetes/train"
+    )
+    assert channels["test"]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        "s3://mlstack-data/diabetes/test"
+    )
+    assert definition["OutputDataConfig"]["S3OutputPath"] == "s3://mlstack-models/tuning"
+    assert definition["RoleArn"] == ROLE
+    assert definition["VpcConfig"] == {
+        "Subnets": ["subnet-1", "subnet-2"],
+        "SecurityGroupIds": ["sg-1"],
+    }
+
+    # MLflow: one parent run, the tuning job's two runs under it, the other job's not.
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    runs = {run.info.run_name: run for run in client.search_runs([experiment])}
+    parent = runs[JOB]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sagemaker.tuning_job_name"] == JOB
+    assert parent.data.params["range.n-estimators"] == "50-200"
+    assert "sagemaker.best_training_job" in parent.data.tags
+    for name in (f"{JOB}-001-0123abcd", f"{JOB}-002-89abcdef"):
+        assert runs[name].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert "mlflow.parentRunId" not in runs[f"{JOB}-other-001-0123abcd"].data.tags
+    assert result.stdout.strip() == parent.data.tags["sagemaker.best_training_job"]
+
+
+def test_tuning_checks_its_settings(moto, store, run_aws):
+    result = run_aws("tune", tuning_env(moto, store, TUNING_JOB_NAME="no_underscores_allowed"))
+    assert result.returncode == 1
+    assert "TUNING_JOB_NAME must be" in result.stderr.strip().splitlines()[-1]
+    half_vpc = tuning_env(moto, store, SAGEMAKER_SUBNETS="subnet-1")
+    result = run_aws("tune", half_vpc)
+    assert result.returncode == 1
+    assert "SAGEMAKER_SECURITY_GROUP_IDS" in result.stderr.strip().splitlines()[-1]
+    assert not moto.client("sagemaker").list_hyper_parameter_tuning_jobs()[
+        "HyperParameterTuningJobSummaries"
+    ]
