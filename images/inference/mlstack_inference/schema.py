@@ -1,0 +1,194 @@
+"""Checking a request's table against the model signature's named columns.
+
+MLflow's own enforcement drops unknown columns and reports type errors deep in
+a stack trace; here every problem becomes one 400 message naming the column,
+the row and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlstack_inference.errors import BadRequest
+from mlstack_inference.payloads import Table
+
+FLOAT_TYPES = {"double", "float"}
+INT_TYPES = {"long", "integer"}
+NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES
+# JSON types each signature type accepts (bool is not an int here, as in MLflow).
+ACCEPTED = {
+    "double": (float, int),
+    "float": (float, int),
+    "long": (int,),
+    "integer": (int,),
+    "boolean": (bool,),
+    "string": (str,),
+    "binary": (str, bytes),
+    "datetime": (str,),
+}
+NULLABLE = FLOAT_TYPES | {"string", "binary", "datetime"}
+JSON_TYPE_NAMES = {
+    float: "number",
+    int: "integer",
+    bool: "boolean",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+TRUE_TEXT = {"true", "1", "t", "yes"}
+FALSE_TEXT = {"false", "0", "f", "no"}
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One named input column: its MLflow type name ('double', ...) and whether required."""
+
+    name: str
+    type: str
+    required: bool = True
+
+
+def _describe(value: Any) -> str:
+    kind = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+class TableSchema:
+    """The named columns of a column-based MLflow signature."""
+
+    def __init__(self, columns: Sequence[ColumnSpec]) -> None:
+        self.columns = list(columns)
+        self.names = [column.name for column in self.columns]
+        self.by_name = {column.name: column for column in self.columns}
+        self.required = [column.name for column in self.columns if column.required]
+        self.all_numeric = all(column.type in NUMERIC_TYPES for column in self.columns)
+        self.has_int = any(column.type in INT_TYPES for column in self.columns)
+
+    @classmethod
+    def from_mlflow(cls, schema: Any) -> TableSchema | None:
+        """A TableSchema from an MLflow input Schema; None for tensor or unnamed schemas."""
+        if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+            return None
+        columns = []
+        for spec in schema.inputs:
+            type_name = getattr(spec.type, "name", None)
+            type_name = type_name if type_name in ACCEPTED else "other"
+            columns.append(ColumnSpec(str(spec.name), type_name, bool(spec.required)))
+        return cls(columns)
+
+    def expected(self) -> str:
+        """The expected columns, for messages."""
+        return ", ".join(f"{c.name} ({c.type})" for c in self.columns)
+
+    def align(self, table: Table) -> Table:
+        """Name positional columns, then refuse missing or unknown ones."""
+        if table.columns is None:
+            width = len(table.rows[0]) if table.rows else 0
+            if width != len(self.names):
+                raise BadRequest(
+                    f"rows have {width} values but the model expects {len(self.names)} "
+                    f"columns in this order: {self.expected()}"
+                )
+            return Table(list(self.names), table.rows)
+        known = self.by_name
+        unknown = [name for name in table.columns if name not in known]
+        if unknown:
+            raise BadRequest(
+                f"unknown columns: {', '.join(map(str, unknown))}; "
+                f"the model expects: {self.expected()}"
+            )
+        present = set(table.columns)
+        missing = [name for name in self.required if name not in present]
+        if missing:
+            raise BadRequest(
+                f"missing columns: {', '.join(missing)}; the model expects: {self.expected()}"
+            )
+        return table
+
+    def check_types(self, table: Table) -> None:
+        """Refuse values whose JSON type the column's signature type does not accept."""
+        specs = [self.by_name[name] for name in table.columns]
+        for column_index, spec in enumerate(specs):
+            accepted = ACCEPTED.get(spec.type)
+            if accepted is None:
+                continue
+            nullable = spec.type in NULLABLE
+            for row_index, row in enumerate(table.rows):
+                value = row[column_index]
+                if type(value) in accepted or (value is None and nullable):
+                    continue
+                raise BadRequest(
+                    f"column {spec.name!r} expects {spec.type} values; row {row_index} has "
+                    f"{_describe(value)}"
+                )
+            if spec.type == "integer":
+                self._check_int32(spec.name, table, column_index)
+
+    @staticmethod
+    def _check_int32(name: str, table: Table, column_index: int) -> None:
+        for row_index, row in enumerate(table.rows):
+            if not INT32_MIN <= row[column_index] <= INT32_MAX:
+                raise BadRequest(
+                    f"column {name!r} expects 32-bit integers; row {row_index} has "
+                    f"{row[column_index]}"
+                )
+
+    def convert_text(self, table: Table) -> Table:
+        """Turn CSV cells (strings) into the Python values the column types call for."""
+        converters = [self._text_converter(self.by_name[name]) for name in table.columns]
+        rows = []
+        for row_index, row in enumerate(table.rows):
+            converted = []
+            for column_index, cell in enumerate(row):
+                try:
+                    converted.append(converters[column_index](cell))
+                except ValueError:
+                    spec = self.by_name[table.columns[column_index]]
+                    raise BadRequest(
+                        f"column {spec.name!r} expects {spec.type} values; row {row_index} "
+                        f"has {cell[:40]!r}"
+                    ) from None
+            rows.append(converted)
+        return Table(table.columns, rows)
+
+    @staticmethod
+    def _text_converter(spec: ColumnSpec):
+        if spec.type in FLOAT_TYPES:
+            return lambda cell: float(cell) if cell.strip() else None
+        if spec.type in INT_TYPES:
+            return lambda cell: int(cell)
+        if spec.type == "boolean":
+            return _text_to_bool
+        return lambda cell: cell
+
+    def matrix(self, table: Table, order: Sequence[str]) -> np.ndarray:
+        """A float64 matrix of an all-numeric table, its columns in the given order."""
+        matrix = np.array(table.rows, dtype=np.float64).reshape(len(table.rows), -1)
+        if list(table.columns) != list(order):
+            positions = {name: index for index, name in enumerate(table.columns)}
+            matrix = matrix[:, [positions[name] for name in order]]
+        return matrix
+
+    def dataframe(self, table: Table):
+        """A pandas DataFrame with the signature's column order, for the pyfunc model."""
+        import pandas as pd
+
+        frame = pd.DataFrame(table.rows, columns=table.columns)
+        ordered = [name for name in self.names if name in frame.columns]
+        return frame[ordered]
+
+
+def _text_to_bool(cell: str) -> bool:
+    word = cell.strip().lower()
+    if word in TRUE_TEXT:
+        return True
+    if word in FALSE_TEXT:
+        return False
+    raise ValueError(cell)

@@ -1,0 +1,110 @@
+"""Settings from the environment, the entrypoint's checks, and the gunicorn settings."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlstack_inference import entrypoint
+from mlstack_inference.config import Settings, default_workers, load_settings
+from mlstack_inference.errors import StartupError
+
+
+def test_defaults_follow_sagemaker() -> None:
+    settings = load_settings({})
+    assert settings == Settings(workers=default_workers())
+    assert settings.port == 8080
+    assert settings.timeout == 60
+    assert settings.max_payload_bytes == 6 * 1024 * 1024
+    assert settings.model_dir == "/opt/ml/model"
+
+
+def test_every_variable() -> None:
+    settings = load_settings(
+        {
+            "SAGEMAKER_BIND_TO_PORT": "9090",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0",
+            "SAGEMAKER_BATCH": "true",
+            "MODEL_URI": "models:/diabetes@champion",
+            "INFERENCE_FAST_PATH": "false",
+            "LOG_LEVEL": "DEBUG",
+        }
+    )
+    assert settings == Settings(
+        port=9090,
+        workers=3,
+        timeout=120,
+        max_payload_mb=0,
+        batch=True,
+        model_uri="models:/diabetes@champion",
+        fast_path=False,
+        log_level="debug",
+    )
+    assert settings.max_payload_bytes is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT must be a whole number"),
+        ({"SAGEMAKER_BIND_TO_PORT": "70000"}, "must be a TCP port"),
+        (
+            {"SAGEMAKER_MODEL_SERVER_WORKERS": "0"},
+            "SAGEMAKER_MODEL_SERVER_WORKERS must be at least 1",
+        ),
+        ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "-1"}, "SAGEMAKER_MAX_PAYLOAD_IN_MB must be at least 0"),
+        ({"SAGEMAKER_BATCH": "maybe"}, "SAGEMAKER_BATCH must be true or false"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
+    ],
+)
+def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(StartupError, match=message):
+        load_settings(env)
+
+
+def test_preflight(forest_model_dir: Path, tmp_path: Path) -> None:
+    assert entrypoint.preflight(Settings(model_dir=str(forest_model_dir)), {}) == str(
+        forest_model_dir
+    )
+    with pytest.raises(StartupError, match="no MLflow model in"):
+        entrypoint.preflight(Settings(model_dir=str(tmp_path)), {})
+    uri = Settings(model_uri="models:/diabetes@champion")
+    with pytest.raises(StartupError, match="needs MLFLOW_TRACKING_URI"):
+        entrypoint.preflight(uri, {})
+    assert entrypoint.preflight(uri, {"MLFLOW_TRACKING_URI": "http://t:5000"}).startswith(
+        "MODEL_URI="
+    )
+
+
+def test_unknown_command_exits(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        entrypoint.main(["train"])
+    assert exit_info.value.code == 2
+    assert "run it as `docker run IMAGE serve`" in capsys.readouterr().err
+
+
+def test_bad_setting_exits_with_one_line(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "eighty")
+    with pytest.raises(SystemExit) as exit_info:
+        entrypoint.main(["serve"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("mlstack-inference: error: SAGEMAKER_BIND_TO_PORT")
+
+
+def test_gunicorn_settings_come_from_sagemaker_variables(monkeypatch) -> None:
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9091")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", "45")
+    sys.modules.pop("mlstack_inference.gunicorn_conf", None)
+    conf = importlib.import_module("mlstack_inference.gunicorn_conf")
+    assert conf.bind == ["0.0.0.0:9091"]
+    assert conf.workers == 3
+    assert conf.timeout == 45
+    assert conf.graceful_timeout < 30  # SageMaker kills 30 s after SIGTERM

@@ -1,0 +1,111 @@
+"""Finding the model: /opt/ml/model as a folder or a model.tar.gz, or MODEL_URI."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mlstack_inference.config import Settings
+from mlstack_inference.errors import StartupError
+from mlstack_inference.model_source import resolve_model_dir
+
+from .models import tar_model
+
+
+def settings_for(model_dir: Path, model_uri: str | None = None) -> Settings:
+    return Settings(model_dir=str(model_dir), model_uri=model_uri)
+
+
+def test_model_folder_is_used_in_place(forest_model_dir: Path, tmp_path: Path) -> None:
+    assert resolve_model_dir(settings_for(forest_model_dir), tmp_path) == forest_model_dir
+
+
+def test_model_one_folder_down(forest_model_dir: Path, tmp_path: Path) -> None:
+    root = forest_model_dir.parent
+    assert resolve_model_dir(settings_for(root), tmp_path / "cache") == forest_model_dir
+
+
+def test_tarball_is_extracted_once(forest_model_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "opt_ml_model"
+    root.mkdir()
+    tar_model(forest_model_dir, root / "model.tar.gz")
+    cache = tmp_path / "cache"
+    with ThreadPoolExecutor(4) as pool:
+        found = set(pool.map(lambda _: resolve_model_dir(settings_for(root), cache), range(4)))
+    assert len(found) == 1
+    model_dir = found.pop()
+    assert (model_dir / "MLmodel").read_bytes() == (forest_model_dir / "MLmodel").read_bytes()
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+
+
+def test_tarball_with_a_top_folder(forest_model_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "opt_ml_model"
+    root.mkdir()
+    with tarfile.open(root / "model.tar.gz", "w:gz") as archive:
+        archive.add(forest_model_dir, arcname="my-model")
+    model_dir = resolve_model_dir(settings_for(root), tmp_path / "cache")
+    assert model_dir.name == "my-model" and (model_dir / "MLmodel").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "message"),
+    [
+        ("../escape.txt", tarfile.REGTYPE, "outside the model folder"),
+        ("/etc/evil", tarfile.REGTYPE, "outside the model folder"),
+        ("link", tarfile.SYMTYPE, "neither a file nor a folder"),
+    ],
+)
+def test_unsafe_tarballs_are_refused(tmp_path: Path, name: str, kind: bytes, message: str) -> None:
+    root = tmp_path / "opt_ml_model"
+    root.mkdir()
+    with tarfile.open(root / "model.tar.gz", "w:gz") as archive:
+        member = tarfile.TarInfo(name)
+        member.type = kind
+        member.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+        archive.addfile(member, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    with pytest.raises(StartupError, match=message):
+        resolve_model_dir(settings_for(root), tmp_path / "cache")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_tarball_without_a_model(tmp_path: Path) -> None:
+    root = tmp_path / "opt_ml_model"
+    (root / "stuff").mkdir(parents=True)
+    (root / "stuff" / "README").write_text("no model here")
+    with tarfile.open(root / "model.tar.gz", "w:gz") as archive:
+        archive.add(root / "stuff", arcname="stuff")
+    with pytest.raises(StartupError, match="holds no MLflow model"):
+        resolve_model_dir(settings_for(root), tmp_path / "cache")
+
+
+def test_corrupt_tarball(tmp_path: Path) -> None:
+    root = tmp_path / "opt_ml_model"
+    root.mkdir()
+    (root / "model.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(StartupError, match="cannot extract"):
+        resolve_model_dir(settings_for(root), tmp_path / "cache")
+
+
+def test_empty_or_missing_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="does not exist: mount an MLflow model there"):
+        resolve_model_dir(settings_for(tmp_path / "absent"), tmp_path / "cache")
+    with pytest.raises(StartupError, match=r"no MLflow model in .*set MODEL_URI"):
+        resolve_model_dir(settings_for(tmp_path), tmp_path / "cache")
+
+
+def test_model_uri_is_downloaded(forest_model_dir: Path, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "unused", model_uri=str(forest_model_dir))
+    model_dir = resolve_model_dir(settings, tmp_path / "cache")
+    assert model_dir != forest_model_dir
+    assert (model_dir / "MLmodel").read_bytes() == (forest_model_dir / "MLmodel").read_bytes()
+
+
+def test_model_uri_that_cannot_be_downloaded(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")
+    settings = settings_for(tmp_path, model_uri="models:/absent@champion")
+    with pytest.raises(StartupError, match=r"cannot download MODEL_URI=models:/absent@champion"):
+        resolve_model_dir(settings, tmp_path / "cache")
