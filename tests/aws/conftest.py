@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+
+from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -36,13 +37,6 @@ SCRIPT_SETTINGS = {
     "SAGEMAKER_LOCAL_TRACKING_URI", "SAGEMAKER_LOCAL_OUTPUT", "TRAINING_IMAGE",
     "INFERENCE_IMAGE", "N_ESTIMATORS", "MIN_SAMPLES_LEAF",
 }  # fmt: skip
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,17 +22,12 @@ import requests
 from mlflow import MlflowClient
 
 from support.images import ROOT
+from support.ports import free_port
 
 pytestmark = pytest.mark.docker
 EXPERIMENT = "e2e-diabetes"
 MODEL = "e2e-diabetes-rf"
 SCREENSHOTS = ROOT / "build" / "screenshots"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -194,6 +194,17 @@ class Exited:
     seconds: float
 
 
+def wait_for_exit(container, timeout: float, started: float) -> Exited:
+    """Wait for a started container to stop (kill it after `timeout`); collect its logs."""
+    try:
+        status = container.wait(timeout=timeout)["StatusCode"]
+    except requests.exceptions.ConnectionError:  # docker-py's read timeout
+        container.kill()
+        status = -1
+    seconds = time.monotonic() - started
+    return Exited(status=status, logs=container.logs().decode(errors="replace"), seconds=seconds)
+
+
 def run_until_exit(
     image: str, network: Network, env: dict[str, str], timeout: float = 90
 ) -> Exited:
@@ -202,13 +213,6 @@ def run_until_exit(
     started = time.monotonic()
     container = client.containers.run(image, detach=True, environment=env, network=network.name)
     try:
-        try:
-            status = container.wait(timeout=timeout)["StatusCode"]
-        except requests.exceptions.ConnectionError:  # docker-py's read timeout
-            container.kill()
-            status = -1
-        seconds = time.monotonic() - started
-        logs = container.logs().decode(errors="replace")
+        return wait_for_exit(container, timeout, started)
     finally:
         container.remove(force=True)
-    return Exited(status=status, logs=logs, seconds=seconds)

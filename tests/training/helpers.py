@@ -7,12 +7,11 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import docker
-import requests
 
 from mlstack_training.paths import OptML
+from support.stack import Exited, wait_for_exit
 
 FEATURES = "age sex bmi bp s1 s2 s3 s4 s5 s6"
 TARGET = "progression"
@@ -30,15 +29,6 @@ METRIC_REGEXES = {
 def json_encoded(hyperparameters: Mapping[str, str]) -> dict[str, str]:
     """Hyperparameters as the SageMaker SDK's script mode sends them (each value JSON-encoded)."""
     return {key: json.dumps(value) for key, value in hyperparameters.items()}
-
-
-@dataclass
-class Exited:
-    """How a training container ended."""
-
-    status: int
-    logs: str
-    seconds: float
 
 
 @contextmanager
@@ -75,11 +65,4 @@ def run_training(
     """Run a training container to its end (killed after timeout) and collect its logs."""
     started = time.monotonic()
     with training_container(image, opt_ml, env, network) as container:
-        try:
-            status = container.wait(timeout=timeout)["StatusCode"]
-        except requests.exceptions.ConnectionError:  # docker-py's read timeout
-            container.kill()
-            status = -1
-        seconds = time.monotonic() - started
-        logs = container.logs().decode(errors="replace")
-    return Exited(status=status, logs=logs, seconds=seconds)
+        return wait_for_exit(container, timeout, started)
