@@ -210,3 +210,14 @@ def test_redact_hides_credentials() -> None:
 def test_entrypoint_wants_train(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "docker run IMAGE train" in capsys.readouterr().err
+
+
+def test_model_requirements_are_pinned_without_inference() -> None:
+    from mlstack_training.model import pinned_requirements
+
+    assert pinned_requirements() == [
+        "mlflow==3.17.2",
+        "pandas==3.1.1",
+        "scikit-learn==1.9.1",
+        "skops==0.16.0",
+    ]
