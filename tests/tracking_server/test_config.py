@@ -20,14 +20,14 @@ def test_password_with_url_characters_is_escaped_into_the_uri() -> None:
     url = make_url(settings.backend_store_uri)
     assert url.password == "p@ss/w:rd%"
     assert (url.host, url.port, url.database) == ("mysql", 3306, "mlflow")
-    assert settings.database_address == "mysql:3306"
 
 
 def test_full_uri_wins_over_parts() -> None:
     settings = load_settings(
         {**BASE, "MLFLOW_BACKEND_STORE_URI": "mysql+pymysql://u:p@db.example:3307/tracking"}
     )
-    assert settings.database_address == "db.example:3307"
+    url = make_url(settings.backend_store_uri)
+    assert (url.host, url.port, url.database) == ("db.example", 3307, "tracking")
 
 
 def test_defaults() -> None:

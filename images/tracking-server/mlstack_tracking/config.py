@@ -42,12 +42,6 @@ class Settings:
     allowed_hosts: tuple[str, ...]
     auth: AuthSettings | None
 
-    @property
-    def database_address(self) -> str:
-        """host:port of the backend database, for messages."""
-        url = make_url(self.backend_store_uri)
-        return f"{url.host}:{url.port or 3306}"
-
 
 def _require(env: Mapping[str, str], name: str, hint: str = "") -> str:
     value = env.get(name, "").strip()

@@ -69,8 +69,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def prepare(settings: Settings) -> dict[str, str]:
-    """Everything before serving; returns the environment for the server."""
+def prepare(settings: Settings) -> None:
+    """Everything before serving; leaves the server's variables in os.environ."""
     database.wait_for_database(settings.backend_store_uri, settings.db_wait_timeout)
     artifacts.check_bucket(
         settings.artifacts_destination, settings.s3_endpoint_url, settings.db_wait_timeout
@@ -86,7 +86,6 @@ def prepare(settings: Settings) -> dict[str, str]:
         if settings.auth is not None:
             auth.create_initial_auth_tables(settings.auth.database_uri)
             auth.bootstrap_auth()
-    return env
 
 
 def gunicorn_command(settings: Settings) -> list[str]:
