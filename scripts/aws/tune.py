@@ -5,10 +5,12 @@ jobs tracked in MLflow under one parent run.
 
 The reference's tuner: n-estimators 50-200 and min-samples-leaf 1-10 (integers), minimising
 the median absolute error that the training image logs as `AE-at-50th-percentile: VALUE`.
-This script opens a parent MLflow run named after the tuning job, starts the job, and while it
-runs sets mlflow.parentRunId on each training job's run (the training image tags its run with
-sagemaker.training_job_name, which SageMaker sets to TUNING-JOB-NNN-XXXXXXXX), then records the
-best job on the parent run and prints that job's name.
+This script opens a parent MLflow run named after the tuning job and starts the job with the
+parent's id as the static hyperparameter parent-run-id, so each training job's run is nested
+under it from the start. While the job runs it also sets mlflow.parentRunId on any run of the
+job that lacks it (the training image tags its run with sagemaker.training_job_name, which
+SageMaker sets to TUNING-JOB-NNN-XXXXXXXX; an older image may not know parent-run-id), then
+records the best job on the parent run and prints that job's name.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ def load_settings(session, tracking_uri: str, experiment: str) -> TuningSettings
     )
 
 
-def make_tuner(settings: TuningSettings, sagemaker_session: Any):
+def make_tuner(settings: TuningSettings, sagemaker_session: Any, parent_run_id: str):
     """The SageMaker SDK estimator and the reference's HyperparameterTuner."""
     from sagemaker.estimator import Estimator
     from sagemaker.tuner import HyperparameterTuner, IntegerParameter
@@ -167,7 +169,7 @@ def make_tuner(settings: TuningSettings, sagemaker_session: Any):
         instance_count=1,
         instance_type=settings.instance_type,
         output_path=settings.output_s3_uri,
-        hyperparameters=settings.static_hyperparameters,
+        hyperparameters={**settings.static_hyperparameters, "parent-run-id": parent_run_id},
         environment=settings.environment or None,
         subnets=settings.subnets or None,
         security_group_ids=settings.security_group_ids or None,
@@ -285,10 +287,10 @@ def main() -> int:
     import sagemaker
 
     sagemaker_session = sagemaker.Session(boto_session=session, sagemaker_config=SDK_CONFIG)
-    tuner = make_tuner(settings, sagemaker_session)
     parent = ParentRun(tracking_uri, experiment)
     parent.start(settings)
     try:
+        tuner = make_tuner(settings, sagemaker_session, parent.run_id)
         tuner.fit(
             {"train": f"{settings.data_s3_uri}/train", "test": f"{settings.data_s3_uri}/test"},
             job_name=settings.job_name,

@@ -104,6 +104,7 @@ def test_tuning_job_as_the_reference_defines_it(moto, store, run_aws):
     runs = {run.info.run_name: run for run in client.search_runs([experiment])}
     parent = runs[JOB]
     assert parent.info.status == "FINISHED"
+    assert static["parent-run-id"] == parent.info.run_id
     assert parent.data.tags["sagemaker.tuning_job_name"] == JOB
     assert parent.data.params["range.n-estimators"] == "50-200"
     assert "sagemaker.best_training_job" in parent.data.tags
