@@ -87,8 +87,6 @@ class TrackingServer:
     """A running tracking-server container."""
 
     container: DockerContainer
-    admin_user: str | None = None
-    admin_password: str | None = None
 
     @property
     def uri_from_host(self) -> str:
