@@ -14,6 +14,10 @@ mkdir -p "$work"
 
 log() { printf '[offline-images] %s\n' "$*"; }
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# A stand-in built from a Dockerfile directory carries a hash of that directory in the label
+# org.mlstack.source-hash; an image under the same tag from other sources is stale.
+source_hash() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
+label_of() { docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null; }
 
 # Runs "$@" and prints how long it took under the name $1.
 timed() {
@@ -55,6 +59,7 @@ build_python_base() {
 
 build_mysql() {
   docker build -q --build-arg "BASE_IMAGE=$PYTHON_STANDIN" \
+    --build-arg "SOURCE_HASH=$(source_hash "$here/mysql")" \
     -t "$MYSQL_STANDIN" "$here/mysql" >/dev/null
 }
 
@@ -88,7 +93,11 @@ if image_exists "$PYTHON_STANDIN"; then log "exists: $PYTHON_STANDIN"; else
   command -v debootstrap >/dev/null || { echo "offline-images: debootstrap missing: apt-get install -y debootstrap" >&2; exit 1; }
   timed "$PYTHON_STANDIN" build_python_base
 fi
-if image_exists "$MYSQL_STANDIN"; then log "exists: $MYSQL_STANDIN"; else timed "$MYSQL_STANDIN" build_mysql; fi
+if [ "$(label_of "$MYSQL_STANDIN" org.mlstack.source-hash)" = "$(source_hash "$here/mysql")" ]; then
+  log "exists: $MYSQL_STANDIN"
+else
+  timed "$MYSQL_STANDIN" build_mysql
+fi
 if image_exists "$MINIO_STANDIN"; then log "exists: $MINIO_STANDIN"; else timed "$MINIO_STANDIN" build_minio; fi
 if docker compose version 2>/dev/null | grep -q ' v2'; then log "exists: docker compose $(docker compose version --short)"; else
   timed "docker compose plugin $COMPOSE_VERSION" build_compose_plugin

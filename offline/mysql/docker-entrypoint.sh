@@ -6,6 +6,16 @@ set -euo pipefail
 
 DATADIR=/var/lib/mysql
 SOCKET=/run/mysqld/mysqld.sock
+# mysql:8.4's defaults where MariaDB 10.11's differ, so that whatever runs on the
+# stand-in meets what users meet on the public image: binary logging on
+# (log_bin=ON, basename binlog, server_id=1, ROW format; log_bin_trust_function_creators
+# stays OFF in both), and utf8mb4 with a case- and accent-insensitive default collation.
+# MariaDB 10.11 has no utf8mb4_0900_ai_ci; utf8mb4_unicode_520_ci is its nearest (UCA-based,
+# _ai_ci). Arguments given to the container come after these, so they win, as on mysql:8.4.
+MYSQL84_DEFAULTS=(
+  --log-bin=binlog --server-id=1 --binlog-format=ROW
+  --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_520_ci
+)
 
 sql_escape() { local s=${1//\\/\\\\}; printf '%s' "${s//\'/\'\'}"; }
 
@@ -23,11 +33,16 @@ initialise() {
   fi
   mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db \
     --auth-root-authentication-method=normal >/dev/null
-  mysqld --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCKET" &
+  # As the official image does, the temporary server gets the container's arguments, so
+  # MYSQL_DATABASE is created with the server's default character set and collation.
+  mysqld --user=mysql --datadir="$DATADIR" "${MYSQL84_DEFAULTS[@]}" "$@" \
+    --skip-networking --socket="$SOCKET" &
   local pid=$!
   for _ in $(seq 60); do mysqladmin --socket="$SOCKET" -uroot ping >/dev/null 2>&1 && break; sleep 0.5; done
   local rootpw; rootpw=$(sql_escape "${MYSQL_ROOT_PASSWORD:-}")
   {
+    # Set-up is not replicated, as in the official image.
+    echo "SET @@SESSION.SQL_LOG_BIN=0;"
     echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$rootpw';"
     echo "CREATE USER 'root'@'%' IDENTIFIED BY '$rootpw';"
     echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
@@ -57,10 +72,13 @@ initialise() {
   echo "database initialised"
 }
 
+# As in the official image, options alone (`docker run IMAGE --flag`) are mysqld's.
+first="${1:-}"
+if [ "${first:0:1}" = "-" ]; then set -- mysqld "$@"; fi
 if [ "${1:-}" = "mysqld" ]; then
   shift
-  if [ ! -d "$DATADIR/mysql" ]; then initialise; fi
+  if [ ! -d "$DATADIR/mysql" ]; then initialise "$@"; fi
   exec mysqld --user=mysql --datadir="$DATADIR" --bind-address=0.0.0.0 --skip-name-resolve \
-    --character-set-server=utf8mb4 --collation-server=utf8mb4_bin "$@"
+    "${MYSQL84_DEFAULTS[@]}" "$@"
 fi
 exec "$@"

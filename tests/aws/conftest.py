@@ -92,11 +92,25 @@ def script_env():
     return clean_env
 
 
+def resolve_parameter_group_refs_to_names() -> None:
+    """Make moto's CloudFormation resolve `Ref` to an RDS DB parameter group to its name.
+
+    CloudFormation's documented return value of Ref for AWS::RDS::DBParameterGroup is the
+    group's name; moto 5.2.5's DBParameterGroup has no physical_resource_id, so its Ref
+    yields the Python object and the DB instance that names the group fails to create.
+    """
+    from moto.rds.models import DBParameterGroup
+
+    if not hasattr(DBParameterGroup, "physical_resource_id"):
+        DBParameterGroup.physical_resource_id = property(lambda group: group.name)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Moto]:
     """moto in server mode on 127.0.0.1, so scripts in subprocesses can use AWS_ENDPOINT_URL."""
     from moto.server import ThreadedMotoServer
 
+    resolve_parameter_group_refs_to_names()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -103,6 +103,28 @@ def test_no_s3_action_on_every_resource(template):
             assert "FullAccess" not in text, text
 
 
+# What MLflow needs of RDS for MySQL 8.4 (README "Recovering a failed migration" and the
+# template's comments say why).
+MLFLOW_DB_PARAMETERS = {
+    "log_bin_trust_function_creators": "1",
+    "character_set_server": "utf8mb4",
+    "collation_server": "utf8mb4_bin",
+}
+
+
+def test_database_gets_the_parameters_mlflow_needs(template):
+    [(name, group)] = resources_of(template, "AWS::RDS::DBParameterGroup").items()
+    assert group["Properties"]["Parameters"] == MLFLOW_DB_PARAMETERS
+    [database] = resources_of(template, "AWS::RDS::DBInstance").values()
+    assert database["Properties"]["DBParameterGroupName"] == {"Ref": name}
+    assert database["Properties"]["BackupRetentionPeriod"] > 0  # so binary logging is on
+    # Each parameter's reason is written beside it.
+    text = TEMPLATE.read_text()
+    for parameter in MLFLOW_DB_PARAMETERS:
+        comment = text[: text.index(f"        {parameter}:")].rsplit("Parameters:", 1)[1]
+        assert "#" in comment, f"{parameter} has no comment saying why"
+
+
 def test_bucket_is_encrypted_private_and_tls_only(template):
     bucket = template["Resources"]["ArtifactBucket"]["Properties"]
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -183,6 +205,15 @@ def test_deploys_into_moto_with_an_internal_load_balancer(moto, run_aws, templat
     assert db["StorageEncrypted"] is True
     assert db["MultiAZ"] is False
     # moto's CloudFormation does not pass DeletionProtection on; the template test checks it.
+    [group] = db["DBParameterGroups"]
+    assert (
+        group["DBParameterGroupName"] == resources["DatabaseParameterGroup"]["PhysicalResourceId"]
+    )
+    described = rds.describe_db_parameter_groups(DBParameterGroupName=group["DBParameterGroupName"])
+    assert described["DBParameterGroups"][0]["DBParameterGroupFamily"] == "mysql8.4"
+    parameters = rds.describe_db_parameters(DBParameterGroupName=group["DBParameterGroupName"])
+    values = {p["ParameterName"]: p.get("ParameterValue") for p in parameters["Parameters"]}
+    assert {name: values.get(name) for name in MLFLOW_DB_PARAMETERS} == MLFLOW_DB_PARAMETERS
 
     ecs = moto.client("ecs")
     arn = resources["TaskDefinition"]["PhysicalResourceId"]

@@ -22,6 +22,10 @@ MINIO_ALIAS = "minio"
 TRACKING_ALIAS = "tracking-server"
 BUCKET = "mlflow"
 AUTH_DB_INIT_SCRIPT = ROOT / "compose" / "mysql-init" / "10-mlflow-auth-db.sh"
+# What the README tells users to set on their MySQL (compose/compose.yaml sets it too): with
+# binary logging on, MLflow's migrations need it for their trigger. Nothing else: the server
+# keeps the image's defaults (binary logging on, a case-insensitive default collation).
+TRUST_FUNCTION_CREATORS = "--log-bin-trust-function-creators=1"
 
 
 @dataclass
@@ -112,13 +116,24 @@ def wait_for_mysql(container: DockerContainer, root_password: str, timeout: floa
 
 
 @contextmanager
-def run_mysql(network: Network) -> Iterator[MySQL]:
-    """A MySQL-compatible server, initialised the way the compose stack does it."""
+def run_mysql(
+    network: Network, flags: tuple[str, ...] = (TRUST_FUNCTION_CREATORS,), alias: str = MYSQL_ALIAS
+) -> Iterator[MySQL]:
+    """A MySQL-compatible server with the image's defaults but for `flags`.
+
+    Initialised the way the compose stack does it (MYSQL_DATABASE, MYSQL_USER, the auth
+    database), but not given compose's collation: every test meets a case-insensitive server
+    default, as users of a plain mysql:8.4 or RDS do.
+    """
     root_password = secrets.token_urlsafe(16)
     mysql = MySQL(
-        container=DockerContainer(image_names()["MYSQL_IMAGE"]), root_password=root_password
+        container=DockerContainer(image_names()["MYSQL_IMAGE"]),
+        root_password=root_password,
+        host=alias,
     )
-    mysql.container.with_network(network).with_network_aliases(MYSQL_ALIAS).with_envs(
+    if flags:
+        mysql.container.with_command(list(flags))
+    mysql.container.with_network(network).with_network_aliases(alias).with_envs(
         MYSQL_ROOT_PASSWORD=root_password,
         MYSQL_DATABASE=mysql.database,
         MYSQL_USER=mysql.user,

@@ -102,7 +102,10 @@ def upgrade_schema(uri: str) -> None:
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise StartupError(f"schema upgrade failed: {last}")
+        raise StartupError(
+            f"schema upgrade failed: {last}; the next start says what it left behind, "
+            'see README "Recovering a failed migration"'
+        )
 
 
 def ensure_database(uri: str) -> None:

@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 
-from mlstack_tracking import artifacts, auth, database
+from mlstack_tracking import artifacts, auth, database, schema
 from mlstack_tracking.config import Settings, load_settings
 from mlstack_tracking.errors import StartupError
 
@@ -82,10 +82,27 @@ def prepare(settings: Settings) -> None:
     os.environ.update(env)
     # One replica migrates at a time; the others then find the schema current.
     with database.schema_lock(settings.backend_store_uri):
-        database.upgrade_schema(settings.backend_store_uri)
+        migrate(settings.backend_store_uri)
         if settings.auth is not None:
+            schema.use_case_sensitive_default(settings.auth.database_uri)
             auth.create_initial_auth_tables(settings.auth.database_uri)
             auth.bootstrap_auth()
+
+
+def migrate(uri: str) -> None:
+    """Check the database first, then create or upgrade MLflow's schema, or leave it be.
+
+    MySQL cannot undo DDL, so whatever would stop a migration half-way is checked before
+    the first statement (schema.py); a database that is already current is not touched.
+    """
+    current = schema.read(uri)
+    schema.check_consistent(current)
+    schema.log_plan(current)
+    if current.current:
+        return
+    schema.check_trigger_privilege(uri, current)
+    schema.use_case_sensitive_default(uri)
+    database.upgrade_schema(uri)
 
 
 def gunicorn_command(settings: Settings) -> list[str]:
