@@ -157,9 +157,9 @@ def _migrations_create_triggers(schema: Schema) -> bool:
 def _may_create_triggers(cursor) -> bool:
     """Try it: create and drop a trigger on a scratch table.
 
-    With binary logging on and log_bin_trust_function_creators off, MySQL asks for SUPER
-    (MySQL 8.0 also took SET_USER_ID; RDS's master user has neither), MariaDB for SUPER;
-    the server's own answer is the one that counts.
+    With binary logging on and log_bin_trust_function_creators off, the server asks for a
+    privilege instead (SUPER; which one has varied across MySQL versions, and RDS's master
+    user has none): its own answer is the one that counts, whatever the grants say.
     """
     cursor.execute(f"DROP TABLE IF EXISTS `{PROBE_TABLE}`")
     cursor.execute(f"CREATE TABLE `{PROBE_TABLE}` (id INT)")
