@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from mlstack_tracking.errors import StartupError
-from mlstack_tracking.schema import Schema, check_consistent, log_plan
+from mlstack_tracking.schema import Schema, _migrations_create_triggers, check_consistent, log_plan
 from mlstack_tracking.schema_history import TableHistory
 
 HISTORY = TableHistory(
@@ -17,6 +17,7 @@ HISTORY = TableHistory(
         ("r2", frozenset({"runs", "metrics", "params"})),
         ("r3", frozenset({"runs", "metrics", "params", "secrets", "endpoints"})),
     ),
+    trigger_revisions=frozenset({"r3"}),
 )
 
 
@@ -80,3 +81,12 @@ def test_an_upgrade_says_from_and_to(caplog: pytest.LogCaptureFixture) -> None:
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "from schema revision r1 to r3 (2 migrations)" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("revision", "expected"), [(None, True), ("r1", True), ("r2", True), ("r3", False)]
+)
+def test_the_trigger_check_runs_only_when_a_pending_migration_creates_one(
+    revision: str | None, expected: bool
+) -> None:
+    assert _migrations_create_triggers(schema(revision)) is expected

@@ -11,9 +11,7 @@ the schema lock, before any migration runs:
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pymysql
 from sqlalchemy.engine import make_url
@@ -70,7 +68,7 @@ class Schema:
     @property
     def pending(self) -> int:
         """Migrations an upgrade would run."""
-        return len(self.history.revisions) - self.history.position(self.revision)
+        return len(self.history.pending(self.revision))
 
 
 def _fetch_one(cursor, sql: str, args: tuple = ()) -> tuple:
@@ -145,13 +143,7 @@ def check_consistent(schema: Schema) -> None:
 
 def _migrations_create_triggers(schema: Schema) -> bool:
     """Whether a pending migration creates a trigger (1bd49d398cd23 in MLflow 3.17 does)."""
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
-
-    script = ScriptDirectory.from_config(_get_alembic_config(""))
-    pending = script.iterate_revisions(schema.head, schema.revision or "base")
-    trigger = re.compile(r"CREATE\s+TRIGGER", re.IGNORECASE)
-    return any(trigger.search(Path(rev.path).read_text()) for rev in pending)
+    return bool(schema.history.trigger_revisions & set(schema.history.pending(schema.revision)))
 
 
 def _may_create_triggers(cursor) -> bool:

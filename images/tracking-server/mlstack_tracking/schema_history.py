@@ -1,6 +1,7 @@
-"""Which tables MLflow's schema has at each migration revision.
+"""Which tables MLflow's schema has at each migration revision, and which revisions create
+triggers.
 
-Found by replaying MLflow's own migrations on a scratch SQLite database, as MLflow creates
+Tables found by replaying MLflow's own migrations on a scratch SQLite database, as MLflow creates
 a new database (its initial tables, then every migration in order), and recording the
 tables after each revision. The image build runs it once and keeps the result:
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 # Beside the package in the image (/opt/mlstack/schema-history.json).
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "schema-history.json"
 BOOKKEEPING_PREFIX = "alembic_"  # alembic_version: the revision record, not a schema table
+CREATE_TRIGGER = re.compile(r"CREATE\s+TRIGGER", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class TableHistory:
 
     initial: frozenset[str]
     revisions: tuple[tuple[str, frozenset[str]], ...]
+    # Revisions whose script creates a trigger on some database (1bd49d398cd23 on MySQL).
+    trigger_revisions: frozenset[str] = frozenset()
 
     @property
     def head(self) -> str:
@@ -48,6 +53,10 @@ class TableHistory:
         """How many migrations a database at `revision` has had (0 for none)."""
         names = [name for name, _ in self.revisions]
         return names.index(revision) + 1 if revision in names else 0
+
+    def pending(self, revision: str | None) -> list[str]:
+        """The revisions an upgrade from `revision` runs, in order."""
+        return [name for name, _ in self.revisions[self.position(revision) :]]
 
 
 def _schema_tables(connection) -> frozenset[str]:
@@ -75,6 +84,11 @@ def replay() -> TableHistory:
         # What mlflow.store.db.utils._initialize_tables does: initial tables, then migrations.
         InitialBase.metadata.create_all(engine)
         revisions = []
+        triggers = {
+            name
+            for name in order
+            if CREATE_TRIGGER.search(Path(script.get_revision(name).path).read_text())
+        }
         with engine.begin() as connection:
             initial = _schema_tables(connection)
             config.attributes["connection"] = connection
@@ -82,13 +96,14 @@ def replay() -> TableHistory:
                 command.upgrade(config, revision)
                 revisions.append((revision, _schema_tables(connection)))
         engine.dispose()
-    return TableHistory(initial=initial, revisions=tuple(revisions))
+    return TableHistory(initial, tuple(revisions), frozenset(triggers))
 
 
 def save(history: TableHistory, path: Path) -> None:
     document = {
         "initial": sorted(history.initial),
         "revisions": [[name, sorted(tables)] for name, tables in history.revisions],
+        "trigger_revisions": sorted(history.trigger_revisions),
     }
     path.write_text(json.dumps(document, indent=1) + "\n")
 
@@ -101,6 +116,7 @@ def load(path: Path = DEFAULT_PATH) -> TableHistory:
     return TableHistory(
         initial=frozenset(document["initial"]),
         revisions=tuple((name, frozenset(tables)) for name, tables in document["revisions"]),
+        trigger_revisions=frozenset(document["trigger_revisions"]),
     )
 
 
