@@ -22,7 +22,7 @@ HISTORY = TableHistory(
 
 
 def schema(revision: str | None, *tables: str) -> Schema:
-    return Schema("mlflow", revision, frozenset(tables), "utf8mb4", "utf8mb4_bin", HISTORY)
+    return Schema("mlflow", revision, frozenset(tables), HISTORY)
 
 
 @pytest.mark.parametrize(

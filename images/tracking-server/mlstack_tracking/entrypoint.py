@@ -97,11 +97,12 @@ def migrate(uri: str) -> None:
     """
     current = schema.read(uri)
     schema.check_consistent(current)
-    schema.log_plan(current)
     if current.current:
+        schema.log_plan(current)
         return
     schema.check_trigger_privilege(uri, current)
     schema.use_case_sensitive_default(uri)
+    schema.log_plan(current)
     database.upgrade_schema(uri)
 
 

@@ -44,8 +44,6 @@ class Schema:
     database: str
     revision: str | None  # alembic_version's row; None when there is none
     tables: frozenset[str]  # every table in the database, MLflow's or not
-    charset: str
-    collation: str
     history: schema_history.TableHistory
 
     @property
@@ -77,7 +75,7 @@ def _fetch_one(cursor, sql: str, args: tuple = ()) -> tuple:
 
 
 def read(uri: str, history: schema_history.TableHistory | None = None) -> Schema:
-    """Read the revision, tables and default collation of the database in uri."""
+    """Read the recorded revision and the tables of the database in uri."""
     history = history or schema_history.load()
     connection = database._connect(uri)
     try:
@@ -91,14 +89,10 @@ def read(uri: str, history: schema_history.TableHistory | None = None) -> Schema
                 cursor.execute("SELECT version_num FROM alembic_version")
                 rows = [row[0] for row in cursor.fetchall()]
                 revision = rows[0] if len(rows) == 1 else None
-            name, charset, collation = _fetch_one(
-                cursor,
-                "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-                "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
-            )
+            (name,) = _fetch_one(cursor, "SELECT DATABASE()")
     finally:
         connection.close()
-    return Schema(name, revision, tables, charset, collation, history)
+    return Schema(name, revision, tables, history)
 
 
 def _names(tables: set[str] | frozenset[str], most: int = 6) -> str:
