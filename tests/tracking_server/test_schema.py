@@ -151,15 +151,6 @@ def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_keys_differing_only_in_case_are_distinct(mysql: MySQL, client: MlflowClient) -> None:
-    # The server default stays case-insensitive (as on mysql:8.4); the start-up set the
-    # empty database's default before creating the tables.
-    [[server_collation]] = rows(mysql, "SELECT @@collation_server")
-    assert server_collation.endswith("_ci")
-    collations = table_collations(mysql, mysql.database)
-    assert {collations[table] for table in ("metrics", "latest_metrics", "params")} == {
-        "utf8mb4_bin"
-    }
-
     run_id = client.create_run(client.create_experiment(f"case-{time.time_ns()}")).info.run_id
     client.log_metric(run_id, "Loss", 1.0)
     client.log_metric(run_id, "loss", 2.0)
@@ -170,3 +161,11 @@ def test_keys_differing_only_in_case_are_distinct(mysql: MySQL, client: MlflowCl
     assert data.metrics == {"Loss": 1.0, "loss": 2.0}
     assert data.params == {"lr": "0.1", "LR": "0.2"}
     assert [m.value for m in client.get_metric_history(run_id, "Loss")] == [1.0]
+    # The server default stays case-insensitive (as on mysql:8.4); the start-up set the
+    # empty database's default before creating the tables.
+    [[server_collation]] = rows(mysql, "SELECT @@collation_server")
+    assert server_collation.endswith("_ci")
+    collations = table_collations(mysql, mysql.database)
+    assert {collations[table] for table in ("metrics", "latest_metrics", "params")} == {
+        "utf8mb4_bin"
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ DB_ACCESS_DENIED = 1044
 UNKNOWN_DATABASE = 1049
 SCHEMA_LOCK = "mlstack.schema_migration"
 SCHEMA_LOCK_TIMEOUT_S = 600
+EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception): ")
 
 
 def _connect(uri: str, *, with_database: bool = True, timeout: float = 5) -> pymysql.Connection:
@@ -101,7 +103,10 @@ def upgrade_schema(uri: str) -> None:
         check=False,
     )
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        # The exception's own line, not SQLAlchemy's "(Background on this error at: ...)".
+        errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+        last = (errors or lines)[-1]
         raise StartupError(
             f"schema upgrade failed: {last}; the next start says what it left behind, "
             'see README "Recovering a failed migration"'
