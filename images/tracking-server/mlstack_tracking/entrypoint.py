@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 
-from mlstack_tracking import artifacts, auth, database
+from mlstack_tracking import artifacts, auth, collation, database
 from mlstack_tracking.config import Settings, load_settings
 from mlstack_tracking.errors import StartupError
 
@@ -86,6 +86,7 @@ def prepare(settings: Settings) -> None:
         if settings.auth is not None:
             auth.create_initial_auth_tables(settings.auth.database_uri)
             auth.bootstrap_auth()
+    collation.warn_if_case_insensitive(settings)
 
 
 def gunicorn_command(settings: Settings) -> list[str]:
