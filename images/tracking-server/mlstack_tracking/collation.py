@@ -453,37 +453,35 @@ def database_uris(env: Mapping[str, str]) -> list[str]:
 
 
 def warn_if_case_insensitive(settings: Settings) -> None:
-    """At start-up: one warning a database whose tables fold case, naming the command that fixes it.
+    """At start-up: one warning naming the databases whose tables fold case, and the fix.
 
     Never stops the server: a database that cannot be read here fails later, more clearly.
     """
     uris = [settings.backend_store_uri]
     if settings.auth is not None:
         uris.append(settings.auth.database_uri)
+    found = []
     for uri in uris:
         database = make_url(uri).database
         try:
             connection = connect(uri)
             try:
-                tables = _tables(connection, database).values()
+                tables = [t for t in _tables(connection, database).values() if t.case_insensitive]
             finally:
                 connection.close()
         except pymysql.err.MySQLError as error:
             log.warning("could not read the collations of database %s: %s", database, error)
             continue
-        folding = sorted(t.name for t in tables if t.case_insensitive)
-        if folding:
-            collations = sorted(
-                {c for t in tables if t.case_insensitive for c in t.collations if c != COLLATION}
-            )
-            log.warning(
-                "database %s: %d tables use a case-insensitive collation (%s), so names that "
-                "differ only in case collide (log_metric('Loss') then 'loss' fails): %s",
-                database,
-                len(folding),
-                ", ".join(collations),
-                CONVERT_HINT,
-            )
+        if tables:
+            collations = {c for t in tables for c in t.collations if is_case_insensitive(c)}
+            found.append(f"{database} ({len(tables)} tables, {', '.join(sorted(collations))})")
+    if found:
+        log.warning(
+            "case-insensitive collation in database %s: names that differ only in case "
+            "collide (log_metric('Loss') then 'loss' fails); %s",
+            "; ".join(found),
+            CONVERT_HINT,
+        )
 
 
 @contextmanager
