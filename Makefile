@@ -108,6 +108,31 @@ local-clean: local-down ## Stop the local stack and delete its data volumes
 local-logs: ## Follow the local stack's logs
 	$(COMPOSE) logs --follow --tail 100
 
+.PHONY: local-check-collation
+local-check-collation: $(ENV_FILE) build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
+	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack_tracking.collation check
+
+# The server is stopped first: ALTER TABLE blocks its writes, and convert refuses
+# while other sessions use the database. Left stopped if the conversion fails.
+.PHONY: local-convert-collation
+local-convert-collation: $(ENV_FILE) build-tracking-server ## Stop the tracking server, convert its tables to utf8mb4_bin (refuses on collisions), start it again
+	$(COMPOSE) stop tracking-server
+	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack_tracking.collation convert \
+		|| { echo "tracking server left stopped: fix the above, then run this again (or make local-up)"; exit 1; }
+	$(COMPOSE) up --detach --wait --wait-timeout 300
+
+BACKUP_ROOT ?= backups
+BACKUPS := $(PY) scripts/local_backup.py --project $(COMPOSE_PROJECT) --env-file $(ENV_FILE)
+
+.PHONY: local-backup
+local-backup: venv ## Dump the stack's databases and artifact bucket into BACKUP_ROOT/YYYYmmdd-HHMMSS/
+	$(BACKUPS) backup --into $(BACKUP_ROOT)
+
+.PHONY: local-restore
+local-restore: venv ## Replace the stack's databases and bucket by BACKUP=backups/<stamp> (needs CONFIRM=yes)
+	$(if $(BACKUP),,$(error give the backup to restore: make local-restore BACKUP=backups/<stamp> CONFIRM=yes))
+	$(BACKUPS) restore $(BACKUP) $(if $(filter yes,$(CONFIRM)),--yes)
+
 # --- the loop -----------------------------------------------------------------------------
 
 data/$(DATASET)/hyperparameters.json: | venv

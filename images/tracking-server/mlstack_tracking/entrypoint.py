@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 
-from mlstack_tracking import artifacts, auth, database, schema
+from mlstack_tracking import artifacts, auth, collation, database, schema
 from mlstack_tracking.config import Settings, load_settings
 from mlstack_tracking.errors import StartupError
 
@@ -87,6 +87,7 @@ def prepare(settings: Settings) -> None:
             schema.use_case_sensitive_default(settings.auth.database_uri)
             auth.create_initial_auth_tables(settings.auth.database_uri)
             auth.bootstrap_auth()
+    collation.warn_if_case_insensitive(settings)
 
 
 def migrate(uri: str) -> None:

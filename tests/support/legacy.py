@@ -1,0 +1,105 @@
+"""Databases as users have them: MySQL flags like mysql:8.4 / RDS, and the MLflow 2.x image.
+
+The stand-in's own defaults may differ (they are being aligned with mysql:8.4); these
+helpers pass every setting the tests depend on explicitly, so they hold either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.image import DockerImage
+from testcontainers.core.network import Network
+
+from support.images import image_names
+from support.stack import AUTH_DB_INIT_SCRIPT, MYSQL_ALIAS, MySQL, wait_for_mysql
+
+MLFLOW2_DIR = Path(__file__).parent / "mlflow2"
+CASE_INSENSITIVE = "utf8mb4_general_ci"  # MariaDB's nearest to MySQL 8.4's utf8mb4_0900_ai_ci
+# Binary logging on, as in mysql:8.4 and on RDS with backups; the trust that MLflow 3's
+# trigger needs, as the compose flags and the RDS parameter group set it; and a
+# case-insensitive default collation. Flags both mysql:8.4 and MariaDB accept.
+MYSQL_84_FLAGS = (
+    "--log-bin=mysql-bin",
+    "--server-id=1",
+    "--log-bin-trust-function-creators=1",
+    "--character-set-server=utf8mb4",
+    f"--collation-server={CASE_INSENSITIVE}",
+)
+
+
+@contextmanager
+def run_mysql_with_flags(network: Network, *flags: str) -> Iterator[MySQL]:
+    """A MySQL-compatible server started with `mysqld FLAGS`, initialised as compose does."""
+    root_password = secrets.token_urlsafe(16)
+    mysql = MySQL(
+        container=DockerContainer(image_names()["MYSQL_IMAGE"]), root_password=root_password
+    )
+    mysql.container.with_network(network).with_network_aliases(MYSQL_ALIAS).with_envs(
+        MYSQL_ROOT_PASSWORD=root_password,
+        MYSQL_DATABASE=mysql.database,
+        MYSQL_USER=mysql.user,
+        MYSQL_PASSWORD=mysql.password,
+        MLFLOW_AUTH_DB_NAME=mysql.auth_database,
+    ).with_volume_mapping(
+        str(AUTH_DB_INIT_SCRIPT), "/docker-entrypoint-initdb.d/10-mlflow-auth-db.sh", "ro"
+    ).with_command(["mysqld", *flags])
+    with mysql.container:
+        wait_for_mysql(mysql.container, root_password)
+        yield mysql
+
+
+def build_mlflow2_image() -> str:
+    """The MLflow 2.6.0 server + 2.12.1 client image; kept, so later runs hit the layer cache."""
+    inputs = hashlib.sha256()  # the tag names the build's inputs: edits rebuild it
+    for path in [*sorted(MLFLOW2_DIR.glob("*.txt")), MLFLOW2_DIR / "Dockerfile"]:
+        inputs.update(path.read_bytes())
+    tag = f"mlstack-test/mlflow2:{inputs.hexdigest()[:12]}"
+    if not docker.from_env().images.list(name=tag):
+        DockerImage(
+            path=MLFLOW2_DIR,
+            tag=tag,
+            clean_up=False,
+            buildargs={"PYTHON_BASE_IMAGE": image_names()["PYTHON_BASE_IMAGE"]},
+        ).build()
+    return tag
+
+
+@dataclass
+class Finished:
+    """A one-off container's exit status and output."""
+
+    status: int
+    output: str
+
+
+def run_to_end(
+    image: str,
+    network: Network,
+    command: list[str],
+    env: dict[str, str] | None = None,
+    entrypoint: list[str] | None = None,
+    timeout: float = 300,
+) -> Finished:
+    """Run a one-off container on the network to its end; return status and output; remove it."""
+    client = docker.from_env()
+    container = client.containers.run(
+        image,
+        command,
+        entrypoint=entrypoint,
+        environment=env or {},
+        network=network.name,
+        detach=True,
+    )
+    try:
+        status = container.wait(timeout=timeout)["StatusCode"]
+        return Finished(status, container.logs().decode(errors="replace"))
+    finally:
+        container.remove(force=True)
