@@ -7,19 +7,14 @@ helpers pass every setting the tests depend on explicitly, so they hold either w
 from __future__ import annotations
 
 import hashlib
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-from testcontainers.core.container import DockerContainer
 from testcontainers.core.image import DockerImage
 from testcontainers.core.network import Network
 
 from support.images import image_names
-from support.stack import AUTH_DB_INIT_SCRIPT, MYSQL_ALIAS, MySQL, wait_for_mysql
 
 MLFLOW2_DIR = Path(__file__).parent / "mlflow2"
 CASE_INSENSITIVE = "utf8mb4_general_ci"  # MariaDB's nearest to MySQL 8.4's utf8mb4_0900_ai_ci
@@ -33,27 +28,6 @@ MYSQL_84_FLAGS = (
     "--character-set-server=utf8mb4",
     f"--collation-server={CASE_INSENSITIVE}",
 )
-
-
-@contextmanager
-def run_mysql_with_flags(network: Network, *flags: str) -> Iterator[MySQL]:
-    """A MySQL-compatible server started with `mysqld FLAGS`, initialised as compose does."""
-    root_password = secrets.token_urlsafe(16)
-    mysql = MySQL(
-        container=DockerContainer(image_names()["MYSQL_IMAGE"]), root_password=root_password
-    )
-    mysql.container.with_network(network).with_network_aliases(MYSQL_ALIAS).with_envs(
-        MYSQL_ROOT_PASSWORD=root_password,
-        MYSQL_DATABASE=mysql.database,
-        MYSQL_USER=mysql.user,
-        MYSQL_PASSWORD=mysql.password,
-        MLFLOW_AUTH_DB_NAME=mysql.auth_database,
-    ).with_volume_mapping(
-        str(AUTH_DB_INIT_SCRIPT), "/docker-entrypoint-initdb.d/10-mlflow-auth-db.sh", "ro"
-    ).with_command(["mysqld", *flags])
-    with mysql.container:
-        wait_for_mysql(mysql.container, root_password)
-        yield mysql
 
 
 def build_mlflow2_image() -> str:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from testcontainers.core.network import Network
 
-from support.legacy import MYSQL_84_FLAGS, run_mysql_with_flags
-from support.stack import MinIO, MySQL, run_minio
+from support.legacy import MYSQL_84_FLAGS
+from support.stack import MinIO, MySQL, run_minio, run_mysql
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def legacy_network() -> Iterator[Network]:
 @pytest.fixture(scope="session")
 def legacy_mysql(legacy_network: Network) -> Iterator[MySQL]:
     """Binary logging on, trust for MLflow's trigger, default collation case-insensitive."""
-    with run_mysql_with_flags(legacy_network, *MYSQL_84_FLAGS) as server:
+    with run_mysql(legacy_network, flags=MYSQL_84_FLAGS) as server:
         yield server
 
 

@@ -51,6 +51,7 @@ from sqlalchemy.engine import make_url
 
 from mlstack_tracking.config import Settings, backend_store_url
 from mlstack_tracking.database import SCHEMA_LOCK
+from mlstack_tracking.database import connect as open_session
 from mlstack_tracking.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -118,17 +119,7 @@ class Report:
 
 def connect(uri: str) -> pymysql.Connection:
     """A session on the database named in uri; no read timeout, since ALTER TABLE may be long."""
-    url = make_url(uri)
-    return pymysql.connect(
-        host=url.host,
-        port=url.port or 3306,
-        user=url.username,
-        password=url.password or "",
-        database=url.database,
-        connect_timeout=10,
-        charset=CHARSET,
-        autocommit=True,
-    )
+    return open_session(uri, timeout=10, read_timeout=None, charset=CHARSET, autocommit=True)
 
 
 def _rows(connection: pymysql.Connection, sql: str, args: Iterable = ()) -> list[tuple]:

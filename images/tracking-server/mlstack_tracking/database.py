@@ -26,7 +26,19 @@ SCHEMA_LOCK_TIMEOUT_S = 600
 EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception): ")
 
 
-def _connect(uri: str, *, with_database: bool = True, timeout: float = 5) -> pymysql.Connection:
+def connect(
+    uri: str,
+    *,
+    with_database: bool = True,
+    timeout: float = 5,
+    read_timeout: float | None = SCHEMA_LOCK_TIMEOUT_S + 30,
+    **options: object,
+) -> pymysql.Connection:
+    """A session on the server (and database) of a mysql+pymysql URI.
+
+    `read_timeout=None` waits without limit, for statements that may run long (ALTER TABLE);
+    further PyMySQL options (charset, autocommit) pass through.
+    """
     url = make_url(uri)
     return pymysql.connect(
         host=url.host,
@@ -35,7 +47,8 @@ def _connect(uri: str, *, with_database: bool = True, timeout: float = 5) -> pym
         password=url.password or "",
         database=url.database if with_database else None,
         connect_timeout=max(1, int(timeout)),
-        read_timeout=SCHEMA_LOCK_TIMEOUT_S + 30,
+        read_timeout=read_timeout,
+        **options,
     )
 
 
@@ -47,7 +60,7 @@ def wait_for_database(uri: str, timeout: float) -> None:
     log.info("waiting up to %.0f s for the database at %s", timeout, address)
     while True:
         try:
-            _connect(uri, timeout=min(5, max(1, deadline - time.monotonic()))).close()
+            connect(uri, timeout=min(5, max(1, deadline - time.monotonic()))).close()
             log.info("database at %s is up", address)
             return
         except pymysql.err.OperationalError as error:
@@ -79,7 +92,7 @@ def wait_for_database(uri: str, timeout: float) -> None:
 @contextmanager
 def schema_lock(uri: str) -> Iterator[None]:
     """Hold a server-wide named lock, so one replica migrates while the others wait."""
-    connection = _connect(uri)
+    connection = connect(uri)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, %s)", (SCHEMA_LOCK, SCHEMA_LOCK_TIMEOUT_S))
@@ -116,7 +129,7 @@ def upgrade_schema(uri: str) -> None:
 def ensure_database(uri: str) -> None:
     """Create the database named in uri if it is missing (the auth database, typically)."""
     url = make_url(uri)
-    connection = _connect(uri, with_database=False)
+    connection = connect(uri, with_database=False)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")

@@ -77,7 +77,7 @@ def _fetch_one(cursor, sql: str, args: tuple = ()) -> tuple:
 def read(uri: str, history: schema_history.TableHistory | None = None) -> Schema:
     """Read the recorded revision and the tables of the database in uri."""
     history = history or schema_history.load()
-    connection = database._connect(uri)
+    connection = database.connect(uri)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -162,7 +162,7 @@ def _may_create_triggers(cursor) -> bool:
 
 def check_trigger_privilege(uri: str, schema: Schema) -> None:
     """Refuse to migrate when a pending migration would stop at a trigger it may not create."""
-    connection = database._connect(uri)
+    connection = database.connect(uri)
     try:
         with connection.cursor() as cursor:
             log_bin, trusted = _fetch_one(
@@ -198,7 +198,7 @@ def use_case_sensitive_default(uri: str) -> None:
     treat them as one (IntegrityError 1062 on the second). Tables take the database's
     default when created, so this must happen before the first one is.
     """
-    connection = database._connect(uri)
+    connection = database.connect(uri)
     try:
         with connection.cursor() as cursor:
             name, charset, collation = _fetch_one(
