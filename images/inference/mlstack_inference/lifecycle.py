@@ -91,6 +91,9 @@ class Readiness:
         self.expected = expected
         self.counter = counter if counter is not None else multiprocessing.Value("i", 0)
         self._all_loaded = False
+        # Every worker had loaded the model before this one started: this one replaces
+        # a worker that died, and should take no connection until it has the model too.
+        self.was_ready = self.counter.value >= expected
 
     def mark_loaded(self) -> None:
         """Count this worker in (a restarted worker counts again; more is still ready)."""
