@@ -119,6 +119,17 @@ def test_ping_waits_for_every_worker(forest_predictor) -> None:
     assert call(second, "GET", "/ping").status == 200
 
 
+def test_a_worker_started_after_all_had_loaded_is_a_replacement() -> None:
+    """Such a worker loads the model before it takes connections (worker.InferenceWorker)."""
+    first = Readiness(expected=2)
+    assert not first.was_ready
+    first.mark_loaded()
+    second = Readiness(2, first.counter)
+    assert not second.was_ready
+    second.mark_loaded()
+    assert Readiness(2, first.counter).was_ready
+
+
 def test_loading_failure_reports_one_line() -> None:
     errors: list[str] = []
 

@@ -69,7 +69,7 @@ class Predictor:
             if schema.all_numeric:
                 order = self.fast.feature_order if self.fast is not None else table.columns
                 matrix = schema.matrix(table, order)
-                check_float32_matrix(matrix, order, self.float32_columns)
+                check_float32_matrix(matrix, order, self.float32_columns, table.columns)
                 fast = self.fast is not None and not (parsed.params and self.has_params_schema)
                 if fast and self._fast_path_applies(matrix):
                     assert self.fast is not None

@@ -15,6 +15,7 @@ compute in, is refused with one message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,8 +82,14 @@ def _overflow_error(name: str, row_index: int, value: float) -> BadRequest:
     )
 
 
-def check_float32_matrix(matrix: np.ndarray, order: Sequence[str], names: Sequence[str]) -> None:
-    """check_float32 for a float64 matrix whose columns follow `order`."""
+def check_float32_matrix(
+    matrix: np.ndarray, order: Sequence[str], names: Sequence[str], table_order: Sequence[str]
+) -> None:
+    """check_float32 for a float64 matrix whose columns follow `order`.
+
+    The value named is the first in the request (by row, then in the request's column
+    order), whatever order the matrix has: each path names the same one.
+    """
     if not names:
         return
     with np.errstate(over="ignore"):
@@ -90,10 +97,15 @@ def check_float32_matrix(matrix: np.ndarray, order: Sequence[str], names: Sequen
     if not overflows.any():
         return
     wanted = set(names)
-    for row_index, column_index in zip(*np.nonzero(overflows), strict=True):
-        if order[column_index] in wanted:
-            value = float(matrix[row_index, column_index])
-            raise _overflow_error(order[column_index], int(row_index), value)
+    rank = {name: index for index, name in enumerate(table_order)}
+    found = [
+        (int(row), rank[order[column]], order[column], float(matrix[row, column]))
+        for row, column in zip(*np.nonzero(overflows), strict=True)
+        if order[column] in wanted
+    ]
+    if found:
+        row, _, name, value = min(found)
+        raise _overflow_error(name, row, value)
 
 
 def _describe(value: Any) -> str:
@@ -207,22 +219,23 @@ class TableSchema:
     @staticmethod
     def check_float32(table: Table, names: Sequence[str]) -> None:
         """Refuse finite values that float32 cannot hold (they would become infinite)."""
+        wanted = set(names)
+        columns = [name for name in table.columns if name in wanted]
+        if not columns:
+            return
         positions = {name: index for index, name in enumerate(table.columns)}
-        for name in names:
-            index = positions.get(name)
-            if index is None:
-                continue
-            values = [row[index] for row in table.rows]
-            if not any(type(value) is float or type(value) is int for value in values):
-                continue
-            column = np.array(
-                [np.nan if value is None else value for value in values], dtype=np.float64
-            )
-            with np.errstate(over="ignore"):
-                overflows = np.isinf(column.astype(np.float32)) & np.isfinite(column)
-            if overflows.any():
-                row_index = int(np.argmax(overflows))
-                raise _overflow_error(name, row_index, float(column[row_index]))
+        # One matrix of the float32 columns, in the request's order; other values are NaN.
+        matrix = np.array(
+            [
+                [
+                    value if type(value) is float or type(value) is int else np.nan
+                    for value in (row[positions[name]] for name in columns)
+                ]
+                for row in table.rows
+            ],
+            dtype=np.float64,
+        ).reshape(len(table.rows), len(columns))
+        check_float32_matrix(matrix, columns, columns, columns)
 
     def convert_text(self, table: Table) -> Table:
         """Turn CSV cells (strings) into the Python values the column types call for."""
@@ -245,7 +258,7 @@ class TableSchema:
     @staticmethod
     def _text_converter(spec: ColumnSpec):
         if spec.type in FLOAT_TYPES:
-            return lambda cell: float(cell) if cell.strip() else None
+            return _text_to_float
         if spec.type in INT_TYPES:
             return lambda cell: int(cell)
         if spec.type == "boolean":
@@ -276,6 +289,16 @@ class TableSchema:
             if dtype is not None and frame[name].dtype != dtype:
                 frame[name] = frame[name].astype(dtype)
         return frame
+
+
+def _text_to_float(cell: str) -> float | None:
+    """A CSV cell as a double: empty is missing; digits beyond a double's range are refused."""
+    if not cell.strip():
+        return None
+    value = float(cell)
+    if math.isinf(value) and "inf" not in cell.lower():
+        raise ValueError(cell)  # e.g. 5,000 digits: float() says inf, the client did not
+    return value
 
 
 def _text_to_bool(cell: str) -> bool:
