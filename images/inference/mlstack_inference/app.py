@@ -247,13 +247,19 @@ class InferenceApp:
     async def _invoke(self, headers: Mapping[str, str], receive: Receive) -> Response:
         """Read the body (bounded in size and time), then predict on the worker's thread."""
         if self.predictor is None:
-            error = ModelNotReady("the model is still loading; retry when /ping answers 200")
-            return _closing(error_response(error))
+            return error_response(
+                ModelNotReady("the model is still loading; retry when /ping answers 200")
+            )
         try:
             body = await self._read_body(headers, receive)
-        except RequestError as error:
+        except RequestTimeout as error:
             log.warning("POST /invocations: %d %s", error.status, error.message)
             return _closing(error_response(error))
+        except RequestError as error:
+            # uvicorn discards the rest of the body and keeps the connection, so the
+            # client, still sending, reads this answer rather than a reset.
+            log.warning("POST /invocations: %d %s", error.status, error.message)
+            return error_response(error)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.executor, self.respond, "POST", "/invocations", headers, body
@@ -297,7 +303,7 @@ class InferenceApp:
 
 
 def _closing(response: Response) -> Response:
-    """Close the connection after this answer: the rest of its body is not wanted."""
+    """Close the connection after this answer: a client this slow is not kept."""
     response.close = True
     return response
 
