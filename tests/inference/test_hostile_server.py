@@ -35,6 +35,11 @@ COLUMNS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 PING_BUDGET_SECONDS = 2.0  # SageMaker takes a slower /ping as an unhealthy host
 BODY_TIMEOUT = 3  # INFERENCE_BODY_TIMEOUT of the misbehaving container
 MEBIBYTE = 1024 * 1024
+# The same examples every run (CI stays reproducible), no time limit per example
+# (each is an HTTP round trip), nothing kept between runs.
+GENERATED = settings(
+    deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 # --- generated bodies -------------------------------------------------------------------------
@@ -143,13 +148,7 @@ def test_generated_bodies_never_get_a_5xx(served: InferenceServer) -> None:
     statuses: dict[int, int] = {}
     with requests.Session() as session:
 
-        @settings(
-            max_examples=1000,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
+        @settings(GENERATED, max_examples=1000)
         @given(request=bodies())
         def check(request: tuple[bytes, str, str | None]) -> None:
             body, content_type, accept = request
@@ -222,13 +221,7 @@ def test_fast_and_generic_paths_answer_alike(served: InferenceServer, tuned: Tun
     seen: dict[int, int] = {}
     with requests.Session() as fast_session, requests.Session() as generic_session:
 
-        @settings(
-            max_examples=300,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
+        @settings(GENERATED, max_examples=300)
         @given(request=valid_requests())
         def check(request: tuple[str, str]) -> None:
             body, content_type = request
