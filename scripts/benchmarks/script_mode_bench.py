@@ -12,7 +12,10 @@ own start-up is measured:
 
 For each it takes the time from `docker run` to the job's first log line, to the script's
 first line (`train.py: started`; for the built-in job, its first line), and to the
-container's exit, and prints medians and their ratios to the built-in job.
+container's exit, and prints medians and their ratios to the built-in job. The exit code
+is shown too: without its requirements.txt the example runs on the image's MLflow 3.17,
+whose `mlflow.sklearn.log_model` refuses the tree model it saved with skops (untrusted
+type sklearn.tree._tree.Tree), so that job fails after training; its start-up still counts.
 
     .venv/bin/python scripts/benchmarks/script_mode_bench.py --rounds 3
 """
@@ -73,10 +76,12 @@ def time_job(image: str, directory: Path) -> dict[str, float]:
         if script is None and MARKER in line:
             script = now
     code = process.wait()
-    if code != 0:
-        raise SystemExit(f"script_mode_bench: error: a job in {directory} failed ({code})")
     total = time.monotonic() - started
-    return {"first_line": first or total, "script_line": script or first or total, "exit": total}
+    if script is None and directory.name.startswith("built-in"):
+        script = first  # the built-in job has no script: its first line stands for it
+    if script is None:
+        raise SystemExit(f"script_mode_bench: error: no script line from the job in {directory}")
+    return {"first_line": first or total, "script_line": script, "exit": total, "code": code}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         for kind, timings in results.items()
     }
     base_line = medians["built-in"]["script_line"]
-    print(f"{'job':26s} {'first line':>11s} {'script line':>12s} {'exit':>8s} {'ratio':>7s}")
+    print(f"{'job':26s} {'first line':>11s} {'script line':>12s} {'ratio':>7s} {'exit':>8s} codes")
     for kind, m in medians.items():
+        codes = ",".join(str(int(t["code"])) for t in results[kind])
         print(
-            f"{kind:26s} {m['first_line']:10.2f}s {m['script_line']:11.2f}s {m['exit']:7.2f}s"
-            f" {m['script_line'] / base_line:6.2f}x"
+            f"{kind:26s} {m['first_line']:10.2f}s {m['script_line']:11.2f}s"
+            f" {m['script_line'] / base_line:6.2f}x {m['exit']:7.2f}s {codes}"
         )
     return 0
 

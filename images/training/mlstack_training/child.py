@@ -110,7 +110,14 @@ class Supervisor:
         for pump in pumps:
             pump.start()
         try:
-            code = child.wait()
+            while True:
+                # Short waits, so a signal that reached another thread of this process is
+                # handled (in the main thread) within a fraction of a second.
+                try:
+                    code = child.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         finally:
             self._child = None
         for pump in pumps:

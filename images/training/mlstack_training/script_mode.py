@@ -199,12 +199,22 @@ class ScriptJob:
         experiment = hyperparameter(hps, "experiment-name") or self.env.get(
             "MLFLOW_EXPERIMENT_NAME", ""
         )
+        tags = json.dumps(self.run_tags(training_env, name))
         if not uri:
-            log.info("no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI)")
-            return {}
+            # MLflow 3's default store (sqlite) is not in mlflow-skinny: runs go to a file
+            # store in /opt/ml/output/data instead, which SageMaker keeps in output.tar.gz.
+            uri = (self.opt_ml.output_data_dir / "mlruns").resolve().as_uri()
+            log.info(
+                "no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI): the "
+                "script's runs go to %s",
+                uri,
+            )
+            # MLflow 3.17 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is set (2.x: no-op).
+            out = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ALLOW_FILE_STORE": "true", TAGS_ENV: tags}
+            return {**out, "MLFLOW_EXPERIMENT_NAME": experiment} if experiment else out
         wait_for_server(uri, float(self.env.get("TRACKING_WAIT_TIMEOUT") or 20))
         self.tracking = RestTracking(uri, self.env)
-        out = {"MLFLOW_TRACKING_URI": uri, TAGS_ENV: json.dumps(self.run_tags(training_env, name))}
+        out = {"MLFLOW_TRACKING_URI": uri, TAGS_ENV: tags}
         if experiment:
             self.tracking.ensure_experiment(experiment)
             out["MLFLOW_EXPERIMENT_NAME"] = experiment
