@@ -11,6 +11,7 @@ local mode does with `local_code`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -113,6 +114,13 @@ def write_job_dir(
         )
 
 
+def credentials() -> dict[str, str]:
+    """MLflow credentials from this environment, for a tracking server with auth on (the
+    job's MLflow client, the built-in job's or a script's, reads the same variables)."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
 def docker_client() -> docker.DockerClient:
     """A Docker client, or a JobError saying that no engine answers."""
     try:
@@ -145,7 +153,7 @@ def run_job(
             name=name,
             detach=True,
             network=network,
-            environment={"TRAINING_JOB_NAME": name},
+            environment={"TRAINING_JOB_NAME": name, **credentials()},
             hostname="algo-1",  # resourceconfig.json's current_host, as on SageMaker
             volumes={str(job_dir.resolve()): {"bind": "/opt/ml", "mode": "rw"}},
             labels={JOB_LABEL: network},

@@ -109,7 +109,8 @@ class ScriptJob:
         channels = None
         if not config.exists():  # SageMaker always writes it; a hand-made /opt/ml may not
             data = self.opt_ml.root / "input" / "data"
-            channels = {p.name: {} for p in sorted(data.iterdir()) if p.is_dir()} or None
+            found = sorted(data.iterdir()) if data.is_dir() else []
+            channels = {p.name: {} for p in found if p.is_dir()} or None
             if channels is None:
                 raise TrainingError(f"{config} is missing and the job has no input channel")
         hyperparameters = None
