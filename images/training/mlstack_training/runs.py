@@ -98,10 +98,10 @@ class RestTracking:
             if not token:
                 return ids
 
-    def open_runs(self, job_key: str) -> list[str]:
-        """Run ids of this job's runs that are still RUNNING."""
+    def job_runs(self, job_key: str) -> dict[str, str]:
+        """Run id -> status of this job's runs (the plugin tags them with the job key)."""
         ids = self.experiment_ids()
-        found: list[str] = []
+        found: dict[str, str] = {}
         for start in range(0, len(ids), 100):
             page = self.call(
                 "POST",
@@ -112,26 +112,27 @@ class RestTracking:
                     "max_results": 1000,
                 },
             )
-            found += [
-                run["info"]["run_id"]
-                for run in page.get("runs", [])
-                if run["info"].get("status") in ("RUNNING", "SCHEDULED")
-            ]
+            found.update({r["info"]["run_id"]: r["info"]["status"] for r in page.get("runs", [])})
         return found
 
     def end_open_runs(self, job_key: str, status: str, reason: str) -> list[str]:
-        """End this job's RUNNING runs with status and the reason as a tag; return their ids."""
-        ended = self.open_runs(job_key)
-        for run_id in ended:
+        """End this job's RUNNING runs with status; tag them, and the runs the script itself
+        ended FAILED or KILLED, with the job's failure reason. Return the ids tagged."""
+        tagged = []
+        for run_id, current in self.job_runs(job_key).items():
+            if current == "FINISHED":
+                continue  # a run the script completed before the job failed stays as it is
             self.call(
                 "POST",
                 "runs/set-tag",
                 {"run_id": run_id, "key": FAILURE_TAG, "value": reason[:FAILURE_TAG_LIMIT]},
             )
-            self.call(
-                "POST",
-                "runs/update",
-                {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)},
-            )
-            log.info("MLflow run %s %s", run_id, status)
-        return ended
+            if current in ("RUNNING", "SCHEDULED"):
+                self.call(
+                    "POST",
+                    "runs/update",
+                    {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)},
+                )
+                log.info("MLflow run %s %s", run_id, status)
+            tagged.append(run_id)
+        return tagged
