@@ -14,7 +14,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,6 @@ import docker
 import local_jobs
 import local_loop
 import pandas as pd
-import prepare_data
 import pytest
 import requests
 from mlflow import MlflowClient
@@ -40,14 +39,6 @@ EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MLFLOW_2 = "2.22.1"  # what the example's requirements.txt pins
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The diabetes channels and their hyperparameters.json, as `make data` writes them."""
-    output = tmp_path_factory.mktemp("diabetes")
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(output)]) == 0
-    return output
-
-
 @pytest.fixture
 def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri_from_host)
@@ -55,30 +46,34 @@ def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> 
     return MlflowClient(tracking_server.uri_from_host)
 
 
+@pytest.fixture
 def loop(
-    command: list[str],
-    *,
-    image: str,
-    network: Network,
-    server: TrackingServer,
-    experiment: str,
-    data_dir: Path,
-    jobs_dir: Path,
-) -> None:
-    """scripts/local_loop.py as the Makefile calls it, against the test session's stack."""
-    local_loop.main(
-        [
-            "--network", network.name,
-            "--tracking-uri", server.uri_from_host,
-            "--tracking-uri-in-network", server.uri_in_network,
-            "--experiment-name", experiment,
-            "--model-name", f"{experiment}-model",
-            "--data-dir", str(data_dir),
-            "--jobs-dir", str(jobs_dir),
-            "--image", image,
-            *command,
-        ]
-    )  # fmt: skip
+    training_image: str,
+    docker_network: Network,
+    tracking_server: TrackingServer,
+    channels: Path,
+    tmp_path: Path,
+) -> Callable[..., None]:
+    """scripts/local_loop.py as the Makefile calls it, against the test session's stack;
+    the example script as SOURCE_DIR / ENTRY_POINT; job directories under tmp_path."""
+
+    def run(experiment: str, *command: str) -> None:
+        local_loop.main(
+            [
+                "--network", docker_network.name,
+                "--tracking-uri", tracking_server.uri_from_host,
+                "--tracking-uri-in-network", tracking_server.uri_in_network,
+                "--experiment-name", experiment,
+                "--model-name", f"{experiment}-model",
+                "--data-dir", str(channels),
+                "--jobs-dir", str(tmp_path),
+                "--image", training_image,
+                *command,
+                "--source-dir", str(EXAMPLE), "--entry-point", "train.py",
+            ]
+        )  # fmt: skip
+
+    return run
 
 
 def runs_in(client: MlflowClient, experiment: str) -> list:
@@ -120,24 +115,17 @@ def serving(image: str, network: Network, env: dict[str, str]) -> Iterator[str]:
 
 
 def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
-    training_image: str,
+    loop: Callable[..., None],
     inference_image: str,
     tracking_server: TrackingServer,
     docker_network: Network,
     client: MlflowClient,
-    data_dir: Path,
+    channels: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     experiment = f"script-mode-{uuid.uuid4().hex[:6]}"
-    loop(
-        [
-            "train", "--n-estimators", "30", "--min-samples-leaf", "2",
-            "--source-dir", str(EXAMPLE), "--entry-point", "train.py",
-        ],
-        image=training_image, network=docker_network, server=tracking_server,
-        experiment=experiment, data_dir=data_dir, jobs_dir=tmp_path,
-    )  # fmt: skip
+    loop(experiment, "train", "--n-estimators", "30", "--min-samples-leaf", "2")
     log = capsys.readouterr().out
     # The toolkit's steps, in the job's log: install, then the script, its metric lines.
     assert re.search(rf"Successfully installed .*mlflow-skinny-{re.escape(MLFLOW_2)}", log), log
@@ -169,7 +157,7 @@ def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
     assert (tmp_path / job_name / "output" / "success").is_file()
 
     # The logged model, served by the inference image, answers the reference's payload.
-    test = pd.read_csv(data_dir / "test" / "test.csv")
+    test = pd.read_csv(channels / "test" / "test.csv")
     payload = test[FEATURES.split()].iloc[[0]].to_json(orient="split")
     env = {
         "MODEL_URI": f"runs:/{run.info.run_id}/model",
@@ -188,22 +176,10 @@ def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
 
 
 def test_script_runs_nest_under_the_local_tuning_run(
-    training_image: str,
-    tracking_server: TrackingServer,
-    docker_network: Network,
-    client: MlflowClient,
-    data_dir: Path,
-    tmp_path: Path,
+    loop: Callable[..., None], client: MlflowClient
 ) -> None:
     experiment = f"script-hpo-{uuid.uuid4().hex[:6]}"
-    loop(
-        [
-            "hpo", "--jobs", "2", "--parallel", "2",
-            "--source-dir", str(EXAMPLE), "--entry-point", "train.py",
-        ],
-        image=training_image, network=docker_network, server=tracking_server,
-        experiment=experiment, data_dir=data_dir, jobs_dir=tmp_path,
-    )  # fmt: skip
+    loop(experiment, "hpo", "--jobs", "2", "--parallel", "2")
     runs = runs_in(client, experiment)
     [parent] = [r for r in runs if r.data.tags.get("mlstack.kind") == "tuning"]
     children = [r for r in runs if r.info.run_id != parent.info.run_id]
@@ -294,14 +270,14 @@ def test_failing_script_fails_the_job_with_its_reason(
     tracking_server: TrackingServer,
     docker_network: Network,
     client: MlflowClient,
-    data_dir: Path,
+    channels: Path,
     tmp_path: Path,
 ) -> None:
     experiment = f"script-fails-{case}-{uuid.uuid4().hex[:6]}"
     name = f"fails-{case}-{uuid.uuid4().hex[:6]}"
     job_dir = tmp_path / name
     hps = job_hyperparameters(tracking_server, experiment)
-    failing_job(source, entry_point, job_dir, data_dir, hps)
+    failing_job(source, entry_point, job_dir, channels, hps)
     result = local_jobs.run_job(
         docker.from_env(), training_image, docker_network.name, job_dir, name, hps
     )
@@ -321,7 +297,7 @@ def test_sigterm_stops_the_script_and_ends_its_run_killed(
     tracking_server: TrackingServer,
     docker_network: Network,
     client: MlflowClient,
-    data_dir: Path,
+    channels: Path,
     tmp_path: Path,
 ) -> None:
     experiment = f"script-sigterm-{uuid.uuid4().hex[:6]}"
@@ -330,7 +306,7 @@ def test_sigterm_stops_the_script_and_ends_its_run_killed(
         {"train.py": SLEEPS},
         "train.py",
         job_dir,
-        data_dir,
+        channels,
         job_hyperparameters(tracking_server, experiment),
     )
     opt_ml = OptML(job_dir)
