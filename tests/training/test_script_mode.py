@@ -149,11 +149,14 @@ def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
     assert tags["mlflow.source.type"] == "JOB"
     assert tags["mlflow.source.name"] == job_name
     assert "mlflow.parentRunId" not in tags
-    # Logged by the MLflow 2.x client the script's requirements.txt installed.
+    # Logged by the MLflow 2.x client the script's requirements.txt installed: a 2.x client
+    # logs the model as the run's `model` artifact (no MLflow 3 logged model) ...
     [history] = json.loads(tags["mlflow.log-model.history"])
-    assert history["mlflow_version"] == MLFLOW_2
-    # /opt/ml/model holds the MLflow model too (model.tar.gz of a SageMaker job).
-    assert (tmp_path / job_name / "model" / "MLmodel").is_file()
+    assert history["artifact_path"] == "model"
+    # ... and /opt/ml/model holds the same model (model.tar.gz of a SageMaker job), saved
+    # by that client.
+    saved = (tmp_path / job_name / "model" / "MLmodel").read_text()
+    assert f"mlflow_version: {MLFLOW_2}" in saved
     assert (tmp_path / job_name / "output" / "success").is_file()
 
     # The logged model, served by the inference image, answers the reference's payload.
