@@ -6,6 +6,8 @@ Deploys infra/fargate-tracking-server.yaml with CloudFormation: ECS Fargate behi
 balancer (internal unless LB_SCHEME=internet-facing), RDS for MySQL, an S3 artifact bucket,
 generated passwords in Secrets Manager, basic-auth on. Prints MLFLOW_TRACKING_URI on stdout;
 the admin's password stays in Secrets Manager (the command to read it goes to stderr).
+LB_SUBNET_CIDRS (the load balancer subnets' CIDRs, whose X-Forwarded-For the server believes)
+is read from LB_SUBNET_IDS unless given.
 """
 
 from __future__ import annotations
