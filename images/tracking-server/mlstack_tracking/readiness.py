@@ -40,7 +40,7 @@ class Readiness:
             return None
         except (pymysql.err.MySQLError, OSError) as error:
             code = error.args[0] if error.args and isinstance(error.args[0], int) else None
-            return f"database did not answer ({type(error).__name__}{f' {code}' if code else ''})"
+            return f"database check failed ({type(error).__name__}{f' {code}' if code else ''})"
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != READY_PATH:
