@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mlstack_inference import payloads
+from mlstack_inference import model_env, payloads
 from mlstack_inference.config import Settings, load_settings
 from mlstack_inference.errors import (
     BadRequest,
@@ -98,6 +98,8 @@ class InferenceApp:
             "/ping": (("GET", "HEAD"), self.ping),
             "/invocations": (("POST",), self.invocations),
             "/execution-parameters": (("GET",), self.get_execution_parameters),
+            # Ours, not SageMaker's: the model's environment next to the image's (model_env).
+            "/environment": (("GET",), self.environment),
         }
 
     # --- loading ---------------------------------------------------------------------------
@@ -142,7 +144,10 @@ class InferenceApp:
         try:
             route = self.routes.get(path)
             if route is None:
-                raise NotFound(f"no route {path!r}: use /ping, /invocations, /execution-parameters")
+                raise NotFound(
+                    f"no route {path!r}: use /ping, /invocations, /execution-parameters, "
+                    "/environment"
+                )
             methods, handler = route
             if method not in methods:
                 extra.append(("Allow", ", ".join(methods)))
@@ -179,6 +184,10 @@ class InferenceApp:
     def get_execution_parameters(self, environ: dict[str, Any]) -> tuple[int, str, bytes]:
         """Batch transform's execution parameters."""
         return 200, payloads.JSON, self.execution_parameters
+
+    def environment(self, environ: dict[str, Any]) -> tuple[int, str, bytes]:
+        """The model's environment against the one serving it, as the entrypoint found it."""
+        return 200, payloads.JSON, model_env.report()
 
     def invocations(self, environ: dict[str, Any]) -> tuple[int, str, bytes]:
         """Predict: parse, check against the signature, predict, format."""

@@ -187,3 +187,14 @@ def verify(
             worst = int(np.argmax(np.abs(actual - expected)))
             return f"row {worst}: fast {actual[worst]!r} vs model {expected[worst]!r}"
     return None
+
+
+def raw_model(model: Any) -> Any:
+    """The flavour's own model behind a pyfunc model. MLflow >= 2.16 has get_raw_model();
+    a model image may run an older MLflow, where the sklearn wrapper holds it instead."""
+    if hasattr(model, "get_raw_model"):
+        return model.get_raw_model()
+    wrapped = getattr(getattr(model, "_model_impl", None), "sklearn_model", None)
+    if wrapped is None:
+        raise AttributeError(f"{type(model).__name__} exposes no raw model in this MLflow")
+    return wrapped

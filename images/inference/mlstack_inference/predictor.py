@@ -119,7 +119,7 @@ class Predictor:
         if schema is None or not schema.all_numeric:
             return None, "off (the signature has no all-numeric named columns)"
         try:
-            estimator = self.model.get_raw_model()
+            estimator = fastpath.raw_model(self.model)
         except Exception as error:  # any flavour quirk: no fast path, no harm
             return None, f"off (no raw model: {error})"
         if not fastpath.supported_estimator(estimator):
