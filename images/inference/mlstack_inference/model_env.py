@@ -46,7 +46,7 @@ ACTIVE_VARIABLE = "MLSTACK_MODEL_VENV_ACTIVE"
 # The image's own pins, copied in by the Dockerfile: the server-only packages a model
 # venv needs besides the model's requirements come from here, at the image's versions.
 IMAGE_REQUIREMENTS = Path("/opt/mlstack/requirements.txt")
-SERVER_ONLY = ("gunicorn", "uvicorn", "uvloop", "httptools", "starlette", "anyio", "h11")
+SERVER_ONLY = ("gunicorn", "uvicorn", "uvicorn-worker", "uvloop", "httptools")
 # MLflow flavour -> the library whose version decides how the model loads and predicts.
 FLAVOUR_LIBRARIES = {
     "sklearn": "scikit-learn",
