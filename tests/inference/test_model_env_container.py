@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import requests
 
 from support.legacy import MLFLOW2_DIR, build_mlflow2_image
 
-from .conftest import InferenceServer, running_server
+from .conftest import InferenceServer, running_server, wait_ready
 from .models import make_readable
 
 pytestmark = pytest.mark.docker
@@ -195,3 +196,17 @@ def test_training_image_models_match_the_inference_image(
         "mlflow": "same",
     }, facts
     assert facts["python_model"] == facts["python_here"]
+
+
+def test_model_policy_creates_the_venv_once_at_start(inference_image: str, legacy_model: Legacy):
+    """INFERENCE_ENV_POLICY=model where PyPI is reachable: a venv of the model's own
+    requirements, created at start-up (the time it took logged), then served from."""
+    env = {"INFERENCE_ENV_POLICY": "model"}
+    with running_server(inference_image, env, legacy_model.model_dir, wait=False) as server:
+        wait_ready(server.url, server.container, timeout=400)
+        assert predict(server, legacy_model) == legacy_model.predictions
+        facts = requests.get(f"{server.url}/environment", timeout=5).json()
+        logs = server.logs()
+    assert re.search(r"model environment: created \S+ in [0-9.]+ s", logs), logs[-2000:]
+    assert facts["model_venv"].startswith("/tmp/mlstack-inference/envs/")
+    assert {p["name"]: p["installed"] for p in facts["packages"]}["scikit-learn"] == "1.5.2"
