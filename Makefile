@@ -172,6 +172,17 @@ local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.
 	$(LOOP) wait-ready --endpoint http://127.0.0.1:$(SERVE_PORT) --container $(SERVE_CONTAINER)
 	@echo "Endpoint: http://127.0.0.1:$(SERVE_PORT)/invocations"
 
+# A model image: mlstack/inference with one model and a venv of exactly its requirements,
+# for models saved with other versions than the image's (no network needed at start).
+MODEL_URI ?= models:/$(MODEL_NAME)@champion
+MODEL_IMAGE ?= mlstack/model-$(MODEL_NAME):$(VERSION)
+
+.PHONY: build-model-image
+build-model-image: venv build-inference ## Image serving MODEL_URI (a model dir, models:/ or runs:/) in its own environment, tagged MODEL_IMAGE
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
+	$(PY) scripts/model_image.py --model-uri '$(MODEL_URI)' --image '$(MODEL_IMAGE)' \
+		--base mlstack/inference:$(VERSION)
+
 .PHONY: local-predict
 local-predict: venv data ## Send the first test row to the local endpoint, print the prediction
 	$(LOOP) predict --endpoint http://127.0.0.1:$(SERVE_PORT)
@@ -191,8 +202,8 @@ demo: ## Everything in order: stack, data, train, tune, promote, serve, predict
 AWS := PYTHONPATH=scripts $(PY) -m
 
 .PHONY: push
-push: venv ## Build the images for linux/amd64, push them to ECR, print their URIs
-	$(AWS) aws.push
+push: venv ## Build the images for linux/amd64, push them to ECR, print their URIs (MODEL_IMAGE=name:tag: push that model image only)
+	$(AWS) aws.push $(if $(filter command line environment,$(origin MODEL_IMAGE)),--model-image '$(MODEL_IMAGE)')
 
 .PHONY: sagemaker-local
 sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict (SOURCE_DIR= ENTRY_POINT=)
@@ -206,7 +217,7 @@ deploy-fargate: venv ## Create or update the Fargate tracking server (VPC_ID, LB
 	$(AWS) aws.deploy_fargate
 
 .PHONY: deploy-endpoint
-deploy-endpoint: venv ## Deploy MODEL_NAME@champion to a SageMaker endpoint (MLFLOW_TRACKING_URI, SAGEMAKER_ROLE_ARN, MODEL_S3_URI)
+deploy-endpoint: venv ## Deploy MODEL_NAME@champion to a SageMaker endpoint (MLFLOW_TRACKING_URI, SAGEMAKER_ROLE_ARN, MODEL_S3_URI or MODEL_IMAGE_URI)
 	MODEL_NAME=$(MODEL_NAME) $(AWS) aws.deploy_endpoint
 
 .PHONY: invoke-endpoint

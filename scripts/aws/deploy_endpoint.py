@@ -7,6 +7,11 @@ model.tar.gz (MLmodel at the top, as the inference image expects after SageMaker
 into /opt/ml/model), uploads it under MODEL_S3_URI, then creates a SageMaker Model with the
 pushed inference image, a new EndpointConfig, and creates the endpoint or moves it onto the
 new config. Waits until the endpoint is InService and prints its name on stdout.
+
+With MODEL_IMAGE_URI (a model image from `make build-model-image`, pushed with `make push
+MODEL_IMAGE=...`), the model is already in the image: nothing is uploaded and the SageMaker
+Model has no ModelDataUrl (optional in the hosting contract); MODEL_NAME@MODEL_ALIAS still
+names and tags the endpoint's resources.
 """
 
 from __future__ import annotations
@@ -126,7 +131,7 @@ def deploy(
     endpoint: str,
     model: RegisteredModel,
     image: str,
-    model_data: str,
+    model_data: str | None,
     role: str,
     instance_type: str,
     instance_count: int,
@@ -142,11 +147,12 @@ def deploy(
         {"Key": "project", "Value": "mlstack"},
     ]
     # SageMaker hosting contract: the image answers GET /ping and POST /invocations on 8080.
+    # ModelDataUrl is optional: a model image carries its model.
+    container = {"Image": image, "Environment": {}}
+    if model_data is not None:
+        container["ModelDataUrl"] = model_data
     sm.create_model(
-        ModelName=resource,
-        ExecutionRoleArn=role,
-        PrimaryContainer={"Image": image, "ModelDataUrl": model_data, "Environment": {}},
-        Tags=tags,
+        ModelName=resource, ExecutionRoleArn=role, PrimaryContainer=container, Tags=tags
     )
     sm.create_endpoint_config(
         EndpointConfigName=resource,
@@ -184,15 +190,20 @@ def main() -> int:
     session = boto_session()
     account_id(session)
     role = setting("SAGEMAKER_ROLE_ARN")
-    s3_uri = setting("MODEL_S3_URI")
-    split_s3_uri(s3_uri)
-    image = setting("INFERENCE_IMAGE_URI", "") or ecr_image_uri(session, "inference")
+    model_image = setting("MODEL_IMAGE_URI", "")
     endpoint = sagemaker_name(setting("ENDPOINT_NAME", "") or f"mlstack-{model_name}")
-    with tempfile.TemporaryDirectory(prefix="mlstack-endpoint-") as tmp:
-        model_dir = download(tracking_uri, model, Path(tmp) / "model")
-        tarball = pack(model_dir, Path(tmp) / "model.tar.gz")
-        model_data = upload(session.client("s3"), tarball, s3_uri, model)
-    print(f"{model.name}@{model.alias} is version {model.version}: {model_data}", file=sys.stderr)
+    if model_image:
+        image, model_data = model_image, None
+    else:
+        s3_uri = setting("MODEL_S3_URI")
+        split_s3_uri(s3_uri)
+        image = setting("INFERENCE_IMAGE_URI", "") or ecr_image_uri(session, "inference")
+        with tempfile.TemporaryDirectory(prefix="mlstack-endpoint-") as tmp:
+            model_dir = download(tracking_uri, model, Path(tmp) / "model")
+            tarball = pack(model_dir, Path(tmp) / "model.tar.gz")
+            model_data = upload(session.client("s3"), tarball, s3_uri, model)
+    where = model_data or f"in {image}"
+    print(f"{model.name}@{model.alias} is version {model.version}: {where}", file=sys.stderr)
     deploy(
         session.client("sagemaker"),
         endpoint,

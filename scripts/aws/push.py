@@ -10,6 +10,12 @@ token from ECR's GetAuthorizationToken. Tags are immutable: a VERSION already in
 another commit is an error (bump VERSION). A work tree with uncommitted changes under
 images/NAME is refused unless PUSH_ALLOW_DIRTY=true, which pushes only a
 git-SHA-dirty-TIMESTAMP tag, so VERSION stays free for the committed build.
+
+  python -m aws.push --model-image NAME:TAG
+
+pushes a model image built here (`make build-model-image`) as it is, under its own tag, to
+the ECR repository mlstack/<last part of NAME>, with the same repository settings and
+platform check.
 """
 
 from __future__ import annotations
@@ -273,12 +279,40 @@ def push_image(ecr, plan: Plan, registry: str) -> Pushed:
     return Pushed(plan.name, [f"{remote}:{tag}" for tag in plan.tags], f"{remote}@{digest}")
 
 
+def split_image(local_tag: str) -> tuple[str, str]:
+    """name and tag of a local image reference; checked before anything is pushed."""
+    name, _, tag = local_tag.rpartition(":")
+    if not name or not tag or "/" in tag:
+        raise AwsScriptError(f"MODEL_IMAGE must be name:tag, got {local_tag!r}")
+    return name, tag
+
+
+def push_local_image(ecr, local_tag: str, registry: str) -> Pushed:
+    """Push an image built here (a model image) under its own tag; return the URIs."""
+    name, tag = split_image(local_tag)
+    check_platform(local_tag)
+    repository = f"{ECR_REPOSITORY_PREFIX}/{name.rsplit('/', 1)[-1]}"
+    ensure_repository(ecr, repository)
+    remote = f"{registry}/{repository}"
+    digest = already_pushed(repository, [tag], tags_in_ecr(ecr, repository, [tag]))
+    if digest:
+        print(
+            f"{repository}:{tag} already in ECR, not pushed (tags are immutable: give a new "
+            "build a new MODEL_IMAGE tag)",
+            file=sys.stderr,
+        )
+    else:
+        digest = push_tags(local_tag, remote, [tag])
+    return Pushed(name, [f"{remote}:{tag}"], f"{remote}@{digest}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m aws.push", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help=f"images to push (default: {' '.join(IMAGES)})")
     parser.add_argument(
         "--images-dir", type=Path, default=ROOT / "images", help="where NAME/Dockerfile live"
     )
+    parser.add_argument("--model-image", help="push this locally built model image instead")
     return parser.parse_args(argv)
 
 
@@ -290,10 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     account_id(session)  # a clear error without credentials, before any build
     ecr = session.client("ecr")
     allow_dirty = flag("PUSH_ALLOW_DIRTY", False)
-    plans = [plan_image(name, args.images_dir, allow_dirty) for name in names]
+    if args.model_image:
+        split_image(args.model_image)
+    plans = [] if args.model_image else [plan_image(n, args.images_dir, allow_dirty) for n in names]
     registry = registry_login(ecr, setting("ECR_REGISTRY_OVERRIDE", "") or None)
-    for plan in plans:
-        pushed = push_image(ecr, plan, registry)
+    pushes = [lambda plan=plan: push_image(ecr, plan, registry) for plan in plans]
+    if args.model_image:
+        pushes.append(lambda: push_local_image(ecr, args.model_image, registry))
+    for push_one in pushes:
+        pushed = push_one()
         for uri in pushed.uris:
             print(uri)
         print(pushed.digest_uri)

@@ -109,6 +109,28 @@ def test_deploy_creates_model_config_and_endpoint(moto, registry, run_aws, tmp_p
     assert loaded.predict(frame).tolist() == [151.0]
 
 
+def test_deploy_a_model_image_uploads_nothing(moto, registry, run_aws):
+    """MODEL_IMAGE_URI: the model is in the image, so the Model has no ModelDataUrl."""
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlstack/model-x:1"
+    env = moto.env(
+        MLFLOW_TRACKING_URI=registry,
+        MODEL_NAME=MODEL,
+        SAGEMAKER_ROLE_ARN=ROLE,
+        MODEL_IMAGE_URI=image,
+        ENDPOINT_NAME="model-image-endpoint",
+    )
+    result = run_aws("deploy_endpoint", env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sm = moto.client("sagemaker")
+    described = sm.describe_endpoint(EndpointName=result.stdout.strip())
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    container = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])[
+        "PrimaryContainer"
+    ]
+    assert container["Image"] == image
+    assert "ModelDataUrl" not in container
+
+
 def test_deploy_names_a_missing_alias(moto, registry, run_aws):
     env = moto.env(
         MLFLOW_TRACKING_URI=registry,

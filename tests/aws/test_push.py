@@ -198,3 +198,30 @@ def test_platform_check_refuses_other_architectures(tiny_images_dir, image_clean
     push.check_platform(tag)  # linux/amd64 here
     with pytest.raises(AwsScriptError, match=r"built for linux/amd64, not linux/arm64"):
         push.check_platform(tag, expected="linux/arm64")
+
+
+@pytest.mark.docker
+def test_push_a_model_image_as_it_is(moto, docker_registry, image_cleanup, tmp_path, run_aws):
+    """make push MODEL_IMAGE=name:tag: a locally built model image, under its own tag."""
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    tag = uuid.uuid4().hex[:12]
+    local = f"mlstack-test/model-tiny:{tag}"  # stands in for a make build-model-image result
+    docker.from_env().images.get(image_names()["PYTHON_BASE_IMAGE"]).tag(local)
+    remote = f"{docker_registry.host}/mlstack/model-tiny"
+    image_cleanup.extend([local, f"{remote}:{tag}"])
+    env = moto.env(ECR_REGISTRY_OVERRIDE=docker_registry.host, DOCKER_CONFIG=str(docker_config))
+
+    result = run_aws("push", env, "--model-image", local)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.split()
+    assert lines[0] == f"{remote}:{tag}" and lines[1].startswith(f"{remote}@sha256:")
+    assert docker_registry.get("mlstack/model-tiny/tags/list").json()["tags"] == [tag]
+    repo = moto.client("ecr").describe_repositories(repositoryNames=["mlstack/model-tiny"])
+    assert repo["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
+
+
+def test_push_wants_a_tagged_model_image(moto, run_aws):
+    result = run_aws("push", moto.env(), "--model-image", "no-tag")
+    assert result.returncode != 0
+    assert "MODEL_IMAGE must be name:tag, got 'no-tag'" in result.stderr

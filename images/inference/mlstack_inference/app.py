@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlstack_inference import payloads
+from mlstack_inference import model_env, payloads
 from mlstack_inference.config import Settings, load_settings
 from mlstack_inference.errors import (
     BadRequest,
@@ -122,6 +122,8 @@ class InferenceApp:
             "/ping": ("GET", "HEAD"),
             "/invocations": ("POST",),
             "/execution-parameters": ("GET",),
+            # Ours, not SageMaker's: the model's environment next to the image's (model_env).
+            "/environment": ("GET",),
         }
 
     # --- loading ---------------------------------------------------------------------------
@@ -167,7 +169,10 @@ class InferenceApp:
         try:
             methods = self.routes.get(path)
             if methods is None:
-                raise NotFound(f"no route {path!r}: use /ping, /invocations, /execution-parameters")
+                raise NotFound(
+                    f"no route {path!r}: use /ping, /invocations, /execution-parameters, "
+                    "/environment"
+                )
             if method not in methods:
                 error = MethodNotAllowed(f"{path} takes {' or '.join(methods)}, not {method}")
                 return error_response(error, [("Allow", ", ".join(methods))])
@@ -175,6 +180,8 @@ class InferenceApp:
                 return self.ping()
             if path == "/execution-parameters":
                 return Response(200, payloads.JSON, self.execution_parameters)
+            if path == "/environment":
+                return Response(200, payloads.JSON, model_env.report())
             return self.invocations(headers, body)
         except RequestError as error:
             if error.status == 413:

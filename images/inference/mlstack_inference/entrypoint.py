@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from mlstack_inference import model_env
 from mlstack_inference.config import Settings, load_settings
 from mlstack_inference.errors import StartupError
-from mlstack_inference.model_source import MLMODEL, TARBALL, find_model_dir
+from mlstack_inference.model_source import MLMODEL, TARBALL, find_model_dir, resolve_model_dir
 
 log = logging.getLogger("mlstack_inference")
 
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
             format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
         )
         source = preflight(settings)
+        # The model's own environment against the image's (INFERENCE_ENV_POLICY): may
+        # refuse, or hand over to the model's venv, which runs this entrypoint again.
+        in_model_venv = model_env.prepare(resolve_model_dir(settings))
     except StartupError as error:
         print(f"mlstack-inference: error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         settings.timeout,
         settings.max_payload_mb or "any",
     )
+    if in_model_venv:
+        os.execv(in_model_venv[0], in_model_venv)
     command = gunicorn_command()
     os.execvp(command[0], command)
 

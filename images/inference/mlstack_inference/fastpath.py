@@ -197,3 +197,14 @@ def verify(
             worst = int(np.argmax(np.abs(actual - expected)))
             return f"row {worst}: fast {actual[worst]!r} vs model {expected[worst]!r}"
     return None
+
+
+def raw_model(model: Any) -> Any:
+    """The flavour's own model behind a pyfunc model: get_raw_model() in MLflow 3; a model
+    image may run an MLflow 2.x without it, where the sklearn wrapper holds the model."""
+    if hasattr(model, "get_raw_model"):
+        return model.get_raw_model()
+    wrapped = getattr(getattr(model, "_model_impl", None), "sklearn_model", None)
+    if wrapped is None:
+        raise AttributeError(f"{type(model).__name__} exposes no raw model in this MLflow")
+    return wrapped

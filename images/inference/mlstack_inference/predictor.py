@@ -159,7 +159,7 @@ class Predictor:
         if flavors.get("python_function", {}).get("loader_module") != "mlflow.sklearn":
             return None
         try:
-            return self.model.get_raw_model()
+            return fastpath.raw_model(self.model)
         except Exception as error:  # any flavour quirk: no fast path, no harm
             log.info("no raw scikit-learn model: %s", error)
             return None
