@@ -8,6 +8,7 @@ at /opt/ml of a `mlstack/training` container started as `docker run IMAGE train`
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +20,14 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 
 JOB_LABEL = "mlstack.job"
 CHANNELS = ("train", "test")
+# MLflow's client reads these; a job logs in to the stack as whoever runs it (make exports
+# the admin of .env). Passed in the container's environment, never its command line.
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def tracking_credentials() -> dict[str, str]:
+    """The MLflow credentials of this process's environment, for a job's container."""
+    return {name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)}
 
 
 class JobError(Exception):
@@ -94,7 +103,7 @@ def run_job(
             name=name,
             detach=True,
             network=network,
-            environment={"TRAINING_JOB_NAME": name},
+            environment={"TRAINING_JOB_NAME": name, **tracking_credentials()},
             volumes={str(job_dir.resolve()): {"bind": "/opt/ml", "mode": "rw"}},
             labels={JOB_LABEL: network},
         )
