@@ -39,6 +39,10 @@ N_ESTIMATORS ?= 100
 MIN_SAMPLES_LEAF ?= 3
 HPO_JOBS ?= 8
 HPO_PARALLEL ?= 2
+# Script mode: your own training script instead of the built-in RandomForest (both or neither).
+SOURCE_DIR ?=
+ENTRY_POINT ?=
+SCRIPT_ARGS := $(if $(SOURCE_DIR)$(ENTRY_POINT),--source-dir "$(SOURCE_DIR)" --entry-point "$(ENTRY_POINT)")
 SERVE_PORT ?= 8080
 NETWORK := $(COMPOSE_PROJECT)_default
 SERVE_CONTAINER := $(COMPOSE_PROJECT)-inference
@@ -159,12 +163,12 @@ data-csv: venv ## Channels from your CSV: make data-csv CSV=path TARGET=column (
 	$(PY) scripts/prepare_data.py --csv $(CSV) --target $(TARGET) --output data/custom
 
 .PHONY: local-train
-local-train: venv data build-training ## One SageMaker-style training job against the stack (N_ESTIMATORS=, MIN_SAMPLES_LEAF=)
-	$(LOOP) train --n-estimators $(N_ESTIMATORS) --min-samples-leaf $(MIN_SAMPLES_LEAF)
+local-train: venv data build-training ## One SageMaker-style training job against the stack (N_ESTIMATORS=, MIN_SAMPLES_LEAF=; SOURCE_DIR= ENTRY_POINT= for your script)
+	$(LOOP) train --n-estimators $(N_ESTIMATORS) --min-samples-leaf $(MIN_SAMPLES_LEAF) $(SCRIPT_ARGS)
 
 .PHONY: local-hpo
-local-hpo: venv data build-training ## Tune: HPO_JOBS jobs, HPO_PARALLEL at a time, best one registered as MODEL_NAME
-	$(LOOP) hpo --jobs $(HPO_JOBS) --parallel $(HPO_PARALLEL)
+local-hpo: venv data build-training ## Tune: HPO_JOBS jobs, HPO_PARALLEL at a time, best one registered as MODEL_NAME (SOURCE_DIR= ENTRY_POINT=)
+	$(LOOP) hpo --jobs $(HPO_JOBS) --parallel $(HPO_PARALLEL) $(SCRIPT_ARGS)
 
 .PHONY: local-promote
 local-promote: venv ## Alias `champion` the best registered version of MODEL_NAME
@@ -205,9 +209,10 @@ push: venv ## Build the images for linux/amd64, push them to ECR, print their UR
 	$(AWS) aws.push
 
 .PHONY: sagemaker-local
-sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict
+sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict (SOURCE_DIR= ENTRY_POINT=)
 	MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) EXPERIMENT_NAME=$(EXPERIMENT_NAME) \
 	DATA_DIR=data/$(DATASET) N_ESTIMATORS=$(N_ESTIMATORS) MIN_SAMPLES_LEAF=$(MIN_SAMPLES_LEAF) \
+	SOURCE_DIR="$(SOURCE_DIR)" ENTRY_POINT="$(ENTRY_POINT)" \
 	$(AWS) aws.sagemaker_local
 
 .PHONY: deploy-fargate
@@ -223,6 +228,7 @@ invoke-endpoint: venv data ## Send the reference's request (the first test row) 
 	MODEL_NAME=$(MODEL_NAME) TEST_CSV=data/$(DATASET)/test/test.csv $(AWS) aws.invoke_endpoint
 
 .PHONY: tune
-tune: venv data ## SageMaker hyperparameter tuning, each job under one MLflow parent run
+tune: venv data ## SageMaker hyperparameter tuning, each job under one MLflow parent run (SOURCE_DIR= ENTRY_POINT=)
 	EXPERIMENT_NAME=$(EXPERIMENT_NAME) DATA_DIR=data/$(DATASET) TUNING_MAX_JOBS=$(HPO_JOBS) \
+	SOURCE_DIR="$(SOURCE_DIR)" ENTRY_POINT="$(ENTRY_POINT)" \
 	TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) $(AWS) aws.tune

@@ -3,6 +3,9 @@
 A job directory has the /opt/ml layout of SageMaker's training contract
 (input/config/*.json, input/data/<channel>/, model/, output/) and is mounted
 at /opt/ml of a `mlstack/training` container started as `docker run IMAGE train`.
+A job that runs a user's script (script mode) also gets the script's source directory at
+code/ (/opt/ml/code) and the reserved hyperparameters that name it, as the SageMaker SDK's
+local mode does with `local_code`.
 """
 
 from __future__ import annotations
@@ -20,14 +23,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 
 JOB_LABEL = "mlstack.job"
 CHANNELS = ("train", "test")
-# MLflow's client reads these; a job logs in to the stack as whoever runs it (make exports
-# the admin of .env). Passed in the container's environment, never its command line.
-CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-
-
-def tracking_credentials() -> dict[str, str]:
-    """The MLflow credentials of this process's environment, for a job's container."""
-    return {name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)}
+CODE_DIR = "/opt/ml/code"
 
 
 class JobError(Exception):
@@ -45,8 +41,48 @@ class JobResult:
     seconds: float
 
 
-def write_job_dir(job_dir: Path, data_dir: Path, hyperparameters: Mapping[str, object]) -> None:
-    """Lay out job_dir as SageMaker's /opt/ml: config files, channels, empty model/output."""
+@dataclass(frozen=True)
+class Script:
+    """A user's training script: its source directory and its entry point within it."""
+
+    source_dir: Path
+    entry_point: str
+
+    def hyperparameters(self, job_name: str) -> dict[str, str]:
+        """The reserved hyperparameters the SageMaker SDK adds for script mode, JSON-encoded
+        as it sends them (sagemaker.estimator.Framework / EstimatorBase with entry_point;
+        in local mode with local_code the submit directory is the mounted /opt/ml/code)."""
+        return {
+            "sagemaker_program": json.dumps(self.entry_point),
+            "sagemaker_submit_directory": json.dumps(CODE_DIR),
+            "sagemaker_container_log_level": "20",
+            "sagemaker_job_name": json.dumps(job_name),
+        }
+
+
+def make_script(source_dir: str, entry_point: str) -> Script | None:
+    """SOURCE_DIR and ENTRY_POINT, both or neither (then the image's built-in model runs)."""
+    if not source_dir and not entry_point:
+        return None
+    if not source_dir or not entry_point:
+        raise JobError(
+            "give both SOURCE_DIR (the script's directory) and ENTRY_POINT (the script in it), "
+            "or neither for the built-in model"
+        )
+    path = Path(source_dir)
+    if not path.is_dir():
+        raise JobError(f"SOURCE_DIR {source_dir} is not a directory: point it at your script's")
+    return Script(path, entry_point)
+
+
+def write_job_dir(
+    job_dir: Path,
+    data_dir: Path,
+    hyperparameters: Mapping[str, object],
+    script: Script | None = None,
+) -> None:
+    """Lay out job_dir as SageMaker's /opt/ml: config files, channels, empty model/output,
+    and the script's source at code/ in script mode."""
     for channel in CHANNELS:
         if not (data_dir / channel).is_dir():
             raise JobError(f"no {channel} channel in {data_dir}: run `make data` first")
@@ -69,6 +105,20 @@ def write_job_dir(job_dir: Path, data_dir: Path, hyperparameters: Mapping[str, o
         shutil.copytree(data_dir / channel, job_dir / "input" / "data" / channel)
     for name in ("model", "output/data"):
         (job_dir / name).mkdir(parents=True)
+    if script is not None:
+        # A copy: pip may write build files into it, and the user's directory stays as it is.
+        shutil.copytree(
+            script.source_dir,
+            job_dir / "code",
+            ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv", "*.pyc"),
+        )
+
+
+def credentials() -> dict[str, str]:
+    """MLflow credentials from this environment, for a tracking server with auth on (the
+    job's MLflow client, the built-in job's or a script's, reads the same variables)."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 
 def docker_client() -> docker.DockerClient:
@@ -103,7 +153,8 @@ def run_job(
             name=name,
             detach=True,
             network=network,
-            environment={"TRAINING_JOB_NAME": name, **tracking_credentials()},
+            environment={"TRAINING_JOB_NAME": name, **credentials()},
+            hostname="algo-1",  # resourceconfig.json's current_host, as on SageMaker
             volumes={str(job_dir.resolve()): {"bind": "/opt/ml", "mode": "rw"}},
             labels={JOB_LABEL: network},
         )

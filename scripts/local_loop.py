@@ -42,19 +42,33 @@ def base_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
+def script_of(args: argparse.Namespace) -> local_jobs.Script | None:
+    """The user's script (--source-dir, --entry-point), or None for the built-in model."""
+    return local_jobs.make_script(args.source_dir, args.entry_point)
+
+
+def with_script(
+    hyperparameters: dict[str, object], script: local_jobs.Script | None, name: str
+) -> dict[str, object]:
+    """The job's hyperparameters plus, in script mode, the reserved ones naming the script."""
+    return {**hyperparameters, **(script.hyperparameters(name) if script else {})}
+
+
 def command_train(args: argparse.Namespace) -> None:
     """One job with the given hyperparameters, its log streamed."""
+    script = script_of(args)
     client = local_jobs.docker_client()
     name = f"train-{time.strftime('%Y%m%d-%H%M%S')}"
-    hyperparameters = {
+    hyperparameters: dict[str, object] = {
         **base_hyperparameters(args),
         "n-estimators": args.n_estimators,
         "min-samples-leaf": args.min_samples_leaf,
     }
     if args.registered_model_name:
         hyperparameters["registered-model-name"] = args.registered_model_name
+    hyperparameters = with_script(hyperparameters, script, name)
     job_dir = Path(args.jobs_dir) / name
-    local_jobs.write_job_dir(job_dir, Path(args.data_dir), hyperparameters)
+    local_jobs.write_job_dir(job_dir, Path(args.data_dir), hyperparameters, script)
     result = local_jobs.run_job(
         client, args.image, args.network, job_dir, name, hyperparameters, on_log=print
     )
@@ -80,6 +94,7 @@ def command_hpo(args: argparse.Namespace) -> None:
     import mlflow
     from mlflow import MlflowClient
 
+    script_of(args)  # checked before anything starts
     client = local_jobs.docker_client()
     tracking = MlflowClient(tracking_uri=args.tracking_uri)
     mlflow.set_tracking_uri(args.tracking_uri)
@@ -99,15 +114,26 @@ def command_hpo(args: argparse.Namespace) -> None:
     if best is None:
         tracking.set_terminated(parent_id, "FAILED")
         raise JobError("every tuning job failed; see the table above")
-    logged = mlflow.search_logged_models(
-        filter_string=f"source_run_id = '{best}'", output_format="list"
-    )
-    if not logged:
-        raise JobError(f"run {best} logged no model")
-    version = mlflow.register_model(f"models:/{logged[0].model_id}", args.model_name)
+    version = mlflow.register_model(model_of_run(best), args.model_name)
     tracking.set_tag(parent_id, "mlstack.best_run_id", best)
     tracking.set_terminated(parent_id, "FINISHED")
     print(f"registered {args.model_name} version {version.version} from run {best}")
+
+
+def model_of_run(run_id: str) -> str:
+    """The URI of the model a run logged: its MLflow 3 logged model, or, for a script whose
+    MLflow 2.x client logs models as run artifacts, runs:/RUN/model."""
+    import mlflow
+
+    logged = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run_id}'", output_format="list"
+    )
+    if logged:
+        return f"models:/{logged[0].model_id}"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    if "model" in artifacts:
+        return f"runs:/{run_id}/model"
+    raise JobError(f"run {run_id} logged no model (no logged model, no model/ artifact)")
 
 
 def tune(args: argparse.Namespace, client, tracking, parent_id: str, stamp: str) -> str | None:
@@ -122,15 +148,19 @@ def tune(args: argparse.Namespace, client, tracking, parent_id: str, stamp: str)
         "min-samples-leaf": "{}-{}".format(*MIN_SAMPLES_LEAF_RANGE),
     }
     tracking.log_batch(parent_id, params=[Param(k, str(v)) for k, v in space.items()])
+    script = script_of(args)
+    if script:
+        tracking.set_tag(parent_id, "mlstack.entry_point", script.entry_point)
     base = {**base_hyperparameters(args), "parent-run-id": parent_id}
     trials = [{**base, **point} for point in sample_grid(args.jobs, args.random_state)]
     results: list[JobResult] = []
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         pending = set()
-        for index, trial in enumerate(trials, start=1):
+        for index, point in enumerate(trials, start=1):
             name = f"hpo-{stamp}-{index:03d}"
+            trial = with_script(point, script, name)
             job_dir = Path(args.jobs_dir) / name
-            local_jobs.write_job_dir(job_dir, Path(args.data_dir), trial)
+            local_jobs.write_job_dir(job_dir, Path(args.data_dir), trial, script)
             pending.add(
                 pool.submit(
                     local_jobs.run_job, client, args.image, args.network, job_dir, name, trial
@@ -146,17 +176,26 @@ def tune(args: argparse.Namespace, client, tracking, parent_id: str, stamp: str)
 
 
 def child_objective(tracking, parent_id: str, job_name: str) -> tuple[str, float] | None:
-    """(run id, objective) of the child run a job made, if it finished."""
+    """(run id, objective) of the child run a job made, if it finished.
+
+    Both the built-in job and the training image's MLflow plugin (for a user's script) tag
+    the run with the job's name; a script may log to another experiment than the tuning's."""
     runs = tracking.search_runs(
-        [tracking.get_run(parent_id).info.experiment_id],
+        experiment_ids_of(tracking),
         filter_string=(
-            f"tags.mlflow.parentRunId = '{parent_id}' and tags.`mlflow.runName` = '{job_name}'"
+            f"tags.mlflow.parentRunId = '{parent_id}' and "
+            f"tags.`sagemaker.training_job_name` = '{job_name}'"
         ),
     )
     for run in runs:
         if run.info.status == "FINISHED" and OBJECTIVE in run.data.metrics:
             return run.info.run_id, run.data.metrics[OBJECTIVE]
     return None
+
+
+def experiment_ids_of(tracking) -> list[str]:
+    """Every active experiment's id."""
+    return [e.experiment_id for e in tracking.search_experiments(max_results=1000)]
 
 
 def print_progress(result: JobResult, done: int, total: int, tracking, parent_id: str) -> None:
@@ -280,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
     hpo = commands.add_parser("hpo", help=command_hpo.__doc__)
     hpo.add_argument("--jobs", type=int, default=8)
     hpo.add_argument("--parallel", type=int, default=2)
+    for command in (train, hpo):  # script mode: a user's script instead of the built-in model
+        command.add_argument("--source-dir", default="", help="the script's directory")
+        command.add_argument("--entry-point", default="", help="the script, in --source-dir")
     commands.add_parser("promote", help=command_promote.__doc__)
     predict = commands.add_parser("predict", help=command_predict.__doc__)
     predict.add_argument("--endpoint", default="http://127.0.0.1:8080")

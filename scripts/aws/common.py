@@ -202,3 +202,19 @@ def run(command: list[str], what: str, stdin: str | None = None, quiet: bool = F
         tail = f": {detail[-1]}" if detail else ""
         raise AwsScriptError(f"{what} failed (exit {result.returncode}){tail}")
     return result.stdout or ""
+
+
+def script_mode() -> dict[str, str]:
+    """SOURCE_DIR and ENTRY_POINT as the SDK's `source_dir` / `entry_point` (a user's training
+    script in the training image, SageMaker script mode), or {} for the built-in model."""
+    source_dir, entry_point = setting("SOURCE_DIR", ""), setting("ENTRY_POINT", "")
+    if not source_dir and not entry_point:
+        return {}
+    if not source_dir or not entry_point:
+        raise AwsScriptError(
+            "set both SOURCE_DIR (the script's directory) and ENTRY_POINT (the script in it), "
+            "or neither for the built-in model"
+        )
+    if not (Path(source_dir) / entry_point).is_file():
+        raise AwsScriptError(f"{entry_point} is not a file in SOURCE_DIR {source_dir}")
+    return {"source_dir": str(Path(source_dir).resolve()), "entry_point": entry_point}

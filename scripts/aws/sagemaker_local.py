@@ -5,7 +5,9 @@ Python SDK in local mode, against the local stack's tracking server. No AWS acco
 
 1. A training job (instance_type "local") runs the training image on DATA_DIR/train and
    DATA_DIR/test (file:// channels), tracked at the tracking server; model.tar.gz lands in
-   SAGEMAKER_LOCAL_OUTPUT (file:// output_path).
+   SAGEMAKER_LOCAL_OUTPUT (file:// output_path). With SOURCE_DIR and ENTRY_POINT the job
+   runs that script (the estimator's source_dir / entry_point: script mode) instead of the
+   image's built-in model; the script must save an MLflow model into SM_MODEL_DIR for step 2.
 2. That model.tar.gz is deployed locally with the inference image and sent the reference's
    request (the first test row as `df.iloc[[0]].to_json(orient="split")`).
 3. Every container the SDK started is removed, and its `sagemaker-local` network too when
@@ -46,6 +48,7 @@ from aws.common import (
     region,
     run,
     sagemaker_sdk_logging,
+    script_mode,
     setting,
     version,
 )
@@ -83,6 +86,7 @@ class LocalSettings:
     target: str
     features: list[str] | None
     region: str
+    script: dict[str, str]  # source_dir / entry_point, or {} for the built-in model
 
 
 @dataclass
@@ -290,6 +294,7 @@ def load_settings() -> LocalSettings:
         target=target,
         features=features,
         region=region() or "us-east-1",
+        script=script_mode(),
     )
 
 
@@ -370,6 +375,7 @@ def train(settings: LocalSettings, session: Any, job_name: str, tracking_uri: st
         # which SageMaker records in the job's description.
         environment=tracking_credentials(),
         sagemaker_session=session,
+        **settings.script,
     )
     channels = {name: (settings.data_dir / name).as_uri() for name in ("train", "test")}
     estimator.fit(channels, job_name=job_name)

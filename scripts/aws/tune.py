@@ -11,6 +11,11 @@ under it from the start. While the job runs it also sets mlflow.parentRunId on a
 job that lacks it (the training image tags its run with sagemaker.training_job_name, which
 SageMaker sets to TUNING-JOB-NNN-XXXXXXXX; an older image may not know parent-run-id), then
 records the best job on the parent run and prints that job's name.
+
+With SOURCE_DIR and ENTRY_POINT the training jobs run that script in the training image
+(SageMaker script mode: the SDK uploads SOURCE_DIR as sourcedir.tar.gz next to
+OUTPUT_S3_URI); the script must print the objective as `AE-at-50th-percentile: VALUE`, and
+its runs are tagged and nested by the image's MLflow plugin.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from aws.common import (
     ecr_image_uri,
     main_wrapper,
     sagemaker_sdk_logging,
+    script_mode,
     setting,
     whole_number,
 )
@@ -72,6 +78,7 @@ class TuningSettings:
     environment: dict[str, str]
     subnets: list[str]
     security_group_ids: list[str]
+    script: dict[str, str]  # source_dir / entry_point, or {} for the built-in model
 
 
 def default_job_name(now: datetime) -> str:
@@ -155,6 +162,7 @@ def load_settings(session, tracking_uri: str, experiment: str) -> TuningSettings
         environment=job_environment(),
         subnets=subnets,
         security_group_ids=groups,
+        script=script_mode(),
     )
 
 
@@ -175,6 +183,9 @@ def make_tuner(settings: TuningSettings, sagemaker_session: Any, parent_run_id: 
         security_group_ids=settings.security_group_ids or None,
         sagemaker_session=sagemaker_session,
         tags=[{"Key": "project", "Value": "mlstack"}],
+        # Script mode: where the SDK uploads sourcedir.tar.gz (default: the session bucket).
+        code_location=settings.output_s3_uri if settings.script else None,
+        **settings.script,
     )
     return HyperparameterTuner(
         estimator,

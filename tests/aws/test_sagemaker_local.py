@@ -12,7 +12,7 @@ import prepare_data
 import pytest
 from mlflow import MlflowClient
 
-from support.images import build_project_image
+from support.images import ROOT, build_project_image
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]
 
@@ -92,3 +92,42 @@ def test_train_track_deploy_and_predict(
         == 0
     )
     assert network_after == network_before
+
+
+def test_script_mode_with_entry_point_and_source_dir(
+    local_mode_images, tracking_server, tmp_path, run_aws, script_env
+):
+    """A SageMaker scikit-learn script through the SDK's entry_point / source_dir: tracked
+    and tagged by the image, its model.tar.gz served by the inference image."""
+    training, inference = local_mode_images
+    data = tmp_path / "data"
+    assert prepare_data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
+    experiment = f"{EXPERIMENT}-script"
+    env = script_env(
+        MLFLOW_TRACKING_URI=tracking_server.uri_from_host,
+        EXPERIMENT_NAME=experiment,
+        DATA_DIR=str(data),
+        SAGEMAKER_LOCAL_OUTPUT=str(tmp_path / "out"),
+        TRAINING_IMAGE=training,
+        INFERENCE_IMAGE=inference,
+        N_ESTIMATORS="25",
+        SOURCE_DIR=str(ROOT / "examples" / "gradient_boosting"),
+        ENTRY_POINT="train.py",
+    )
+    result = run_aws("sagemaker_local", env, timeout=900)
+    (tmp_path / "sagemaker_local.log").write_text(result.stderr + "\n--- stdout:\n" + result.stdout)
+    assert result.returncode == 0, f"{tmp_path}/sagemaker_local.log: {result.stderr[-3000:]}"
+    summary = json.loads(result.stdout)
+    assert "train.py: started" in result.stderr
+
+    client = MlflowClient(tracking_server.uri_from_host)
+    found = client.get_experiment_by_name(experiment)
+    [run] = client.search_runs([found.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["sagemaker.training_job_name"] == summary["training_job_name"]
+    assert run.data.tags["mlstack.entry_point"] == "train.py"
+    assert run.data.params["n-estimators"] == "25"
+    assert run.data.metrics["AE-at-50th-percentile"] > 0
+    [prediction] = summary["prediction"]["predictions"]
+    assert 0 < float(prediction) < 400
+    assert not docker.from_env().containers.list(all=True, filters={"label": LABEL})

@@ -3,6 +3,9 @@ SQLite store. Real tuning needs an AWS account; moto finishes the job at once.""
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,33 @@ def test_tuning_checks_its_settings(moto, store, run_aws):
     assert not moto.client("sagemaker").list_hyper_parameter_tuning_jobs()[
         "HyperParameterTuningJobSummaries"
     ]
+
+
+def test_tuning_a_users_script(moto, store, run_aws):
+    """SOURCE_DIR / ENTRY_POINT: the SDK uploads the source and names it in the reserved
+    hyperparameters, which the training image's script mode reads."""
+    moto.client("s3").create_bucket(Bucket="mlstack-models")
+    source = Path(__file__).resolve().parents[2] / "examples" / "gradient_boosting"
+    env = tuning_env(moto, store, SOURCE_DIR=str(source), ENTRY_POINT="train.py")
+    result = run_aws("tune", env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = moto.client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=JOB
+    )
+    static = job["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert json.loads(static["sagemaker_program"]) == "train.py"
+    submit = json.loads(static["sagemaker_submit_directory"])
+    assert submit.startswith("s3://mlstack-models/tuning/") and submit.endswith("sourcedir.tar.gz")
+    bucket, key = submit[len("s3://") :].split("/", 1)
+    archive = moto.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        names = tar.getnames()
+    assert {"train.py", "requirements.txt"} <= set(names)
+    # With an entry point the SDK JSON-encodes every hyperparameter; the image decodes them.
+    assert json.loads(static["target"]) == "progression"
+
+
+def test_tuning_needs_both_source_dir_and_entry_point(moto, store, run_aws):
+    result = run_aws("tune", tuning_env(moto, store, ENTRY_POINT="train.py"))
+    assert result.returncode == 1
+    assert "set both SOURCE_DIR" in result.stderr.strip().splitlines()[-1]

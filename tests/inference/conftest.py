@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 
-from .models import Diabetes, diabetes, forest, save_model
+from .models import Diabetes, diabetes, forest, make_readable, save_model, tar_model
 
 CONTAINER_PORT = 8080
 
@@ -111,3 +111,51 @@ def running_server(
         if wait:
             wait_ready(server.url, container)
         yield server
+
+
+# --- the two long-lived containers of the package's server suites ------------------------
+
+
+@pytest.fixture(scope="package")
+def served(inference_image: str, forest_model_dir: Path) -> Iterator[InferenceServer]:
+    """Defaults, the model folder at /opt/ml/model, fast path on; shared by the package."""
+    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    with running_server(inference_image, env, forest_model_dir) as server:
+        yield server
+
+
+@dataclass
+class Tuned:
+    server: InferenceServer
+    pings: list[int | None] = field(default_factory=list)
+
+
+@pytest.fixture(scope="package")
+def tuned(
+    inference_image: str, forest_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Tuned]:
+    """model.tar.gz in /opt/ml/model; /ping polled from the start to see it load."""
+    root = tmp_path_factory.mktemp("tarball") / "model"
+    root.mkdir()
+    tar_model(forest_model_dir, root / "model.tar.gz")
+    make_readable(root)
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": "9090",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
+        "INFERENCE_FAST_PATH": "false",
+    }
+    with running_server(inference_image, env, root, port=9090, wait=False) as server:
+        tuned = Tuned(server)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                status = requests.get(f"{server.url}/ping", timeout=2).status_code
+            except requests.RequestException:
+                status = None
+            tuned.pings.append(status)
+            if status == 200:
+                break
+            time.sleep(0.05)
+        assert tuned.pings[-1] == 200, server.logs()
+        yield tuned

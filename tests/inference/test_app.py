@@ -1,8 +1,8 @@
-"""The WSGI app in-process: routes, status codes and messages, without gunicorn."""
+"""The ASGI app in-process: routes, status codes and messages, without a server."""
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
 import threading
 import time
@@ -36,27 +36,40 @@ def call(
     body: bytes = b"",
     content_type: str | None = "application/json",
     content_length: bool = True,
+    chunk: int = 65536,
     **headers: str,
 ) -> Response:
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "wsgi.input": io.BytesIO(body),
-    }
+    """One request through the ASGI app, its body in chunks as a server hands it over."""
+    sent_headers = [(name.lower().replace("_", "-"), value) for name, value in headers.items()]
     if content_length:
-        environ["CONTENT_LENGTH"] = str(len(body))
+        sent_headers.append(("content-length", str(len(body))))
     if content_type is not None:
-        environ["CONTENT_TYPE"] = content_type
-    for name, value in headers.items():
-        environ[f"HTTP_{name.upper()}"] = value
-    captured = {}
+        sent_headers.append(("content-type", content_type))
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(n.encode(), v.encode()) for n, v in sent_headers],
+    }
+    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    messages = [
+        {"type": "http.request", "body": piece, "more_body": index < len(pieces) - 1}
+        for index, piece in enumerate(pieces)
+    ]
+    captured: dict = {"body": b""}
 
-    def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
-        captured["status"] = int(status.split()[0])
-        captured["headers"] = dict(response_headers)
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-    chunks = app(environ, start_response)
-    return Response(captured["status"], captured["headers"], b"".join(chunks))
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            captured["status"] = message["status"]
+            captured["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+        else:
+            captured["body"] += message["body"]
+
+    asyncio.run(app(scope, receive, send))
+    return Response(captured["status"], captured["headers"], captured["body"])
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +119,17 @@ def test_ping_waits_for_every_worker(forest_predictor) -> None:
     assert call(second, "GET", "/ping").status == 200
 
 
+def test_a_worker_started_after_all_had_loaded_is_a_replacement() -> None:
+    """Such a worker loads the model before it takes connections (worker.InferenceWorker)."""
+    first = Readiness(expected=2)
+    assert not first.was_ready
+    first.mark_loaded()
+    second = Readiness(2, first.counter)
+    assert not second.was_ready
+    second.mark_loaded()
+    assert Readiness(2, first.counter).was_ready
+
+
 def test_loading_failure_reports_one_line() -> None:
     errors: list[str] = []
 
@@ -119,7 +143,7 @@ def test_loading_failure_reports_one_line() -> None:
 def test_invocations(app: InferenceApp, one_row: bytes, forest_model, diabetes_data) -> None:
     response = call(app, "POST", "/invocations", one_row)
     assert response.status == 200
-    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["content-type"] == "application/json"
     expected = forest_model.predict(pd.DataFrame(**json.loads(one_row)))
     assert response.json() == {"predictions": expected.tolist()}
 
@@ -128,7 +152,7 @@ def test_csv_in_and_out(app: InferenceApp, forest_model, diabetes_data) -> None:
     body = diabetes_data.test.iloc[:3].to_csv(index=False).encode()
     response = call(app, "POST", "/invocations", body, "text/csv", ACCEPT="text/csv")
     assert response.status == 200
-    assert response.headers["Content-Type"] == "text/csv"
+    assert response.headers["content-type"] == "text/csv"
     values = [float(line) for line in response.body.decode().splitlines()]
     assert values == forest_model.predict(diabetes_data.test.iloc[:3]).tolist()
 
@@ -145,7 +169,7 @@ def test_batch_mode_answers_in_the_request_type(forest_predictor, diabetes_data)
     batch.set_predictor(forest_predictor)
     body = diabetes_data.test.iloc[:2].to_csv(index=False, header=False).encode()
     response = call(batch, "POST", "/invocations", body, "text/csv", ACCEPT="*/*")
-    assert response.headers["Content-Type"] == "text/csv"
+    assert response.headers["content-type"] == "text/csv"
     assert len(response.body.splitlines()) == 2
 
 
@@ -201,7 +225,7 @@ def test_custom_attributes_are_echoed(app: InferenceApp, one_row: bytes) -> None
         app, "POST", "/invocations", one_row, X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES="trace=abc"
     )
     assert response.status == 200
-    assert response.headers["X-Amzn-SageMaker-Custom-Attributes"] == "trace=abc"
+    assert response.headers["x-amzn-sagemaker-custom-attributes"] == "trace=abc"
 
 
 def test_execution_parameters(app: InferenceApp) -> None:
@@ -217,7 +241,7 @@ def test_routes_and_methods(app: InferenceApp) -> None:
     assert call(app, "GET", "/nowhere").status == 404
     response = call(app, "GET", "/invocations")
     assert response.status == 405
-    assert response.headers["Allow"] == "POST"
+    assert response.headers["allow"] == "POST"
     head = call(app, "HEAD", "/ping")
     assert head.status == 200 and head.body == b""
 
@@ -228,6 +252,7 @@ def test_an_invocation_past_the_timeout_restarts_the_worker(forest_predictor, on
 
     class Slow:
         column_names = forest_predictor.column_names
+        table_schema = forest_predictor.table_schema
 
         def predict(self, parsed):
             time.sleep(0.5)

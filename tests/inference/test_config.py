@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlstack_inference import entrypoint
-from mlstack_inference.config import Settings, default_workers, load_settings
+from mlstack_inference.config import Limits, Settings, default_workers, load_settings
 from mlstack_inference.errors import StartupError
 
 
@@ -33,6 +33,11 @@ def test_every_variable() -> None:
             "MODEL_URI": "models:/diabetes@champion",
             "INFERENCE_FAST_PATH": "false",
             "LOG_LEVEL": "DEBUG",
+            "INFERENCE_BODY_TIMEOUT": "60",
+            "INFERENCE_MAX_ROWS": "10",
+            "INFERENCE_MAX_COLUMNS": "20",
+            "INFERENCE_MAX_VALUES": "30",
+            "INFERENCE_MAX_DEPTH": "4",
         }
     )
     assert settings == Settings(
@@ -44,8 +49,18 @@ def test_every_variable() -> None:
         model_uri="models:/diabetes@champion",
         fast_path=False,
         log_level="debug",
+        body_timeout=60,
+        limits=Limits(max_rows=10, max_columns=20, max_values=30, max_depth=4),
     )
     assert settings.max_payload_bytes is None
+
+
+def test_default_limits() -> None:
+    settings = load_settings({})
+    assert settings.body_timeout == 30
+    assert settings.limits == Limits(
+        max_rows=1_000_000, max_columns=10_000, max_values=10_000_000, max_depth=32
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,6 +73,10 @@ def test_every_variable() -> None:
             "SAGEMAKER_MODEL_SERVER_WORKERS must be at least 1",
         ),
         ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "-1"}, "SAGEMAKER_MAX_PAYLOAD_IN_MB must be at least 0"),
+        ({"INFERENCE_BODY_TIMEOUT": "61"}, "INFERENCE_BODY_TIMEOUT must be at most 60"),
+        ({"INFERENCE_MAX_ROWS": "0"}, "INFERENCE_MAX_ROWS must be at least 1"),
+        ({"INFERENCE_MAX_DEPTH": "3"}, "INFERENCE_MAX_DEPTH must be at least 4"),
+        ({"INFERENCE_MAX_VALUES": "many"}, "INFERENCE_MAX_VALUES must be a whole number"),
         ({"SAGEMAKER_BATCH": "maybe"}, "SAGEMAKER_BATCH must be true or false"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
     ],
@@ -107,4 +126,5 @@ def test_gunicorn_settings_come_from_sagemaker_variables(monkeypatch) -> None:
     assert conf.bind == ["0.0.0.0:9091"]
     assert conf.workers == 3
     assert conf.timeout == 45
+    assert conf.worker_class == "mlstack_inference.worker.InferenceWorker"
     assert conf.graceful_timeout < 30  # SageMaker kills 30 s after SIGTERM

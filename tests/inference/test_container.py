@@ -1,16 +1,15 @@
 """The inference image as SageMaker runs it: `docker run IMAGE serve`, HTTP on 8080.
 
-Two long-lived containers serve this module: `served` (defaults, the model folder
-mounted at /opt/ml/model, fast path on) and `tuned` (model.tar.gz left whole,
-SAGEMAKER_BIND_TO_PORT, three workers, a 1 MB payload limit, fast path off).
+Two long-lived containers (conftest) serve this module: `served` (defaults, the
+model folder mounted at /opt/ml/model, fast path on) and `tuned` (model.tar.gz
+left whole, SAGEMAKER_BIND_TO_PORT, three workers, a 1 MB payload limit, fast
+path off).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -19,8 +18,8 @@ import pandas as pd
 import pytest
 import requests
 
-from .conftest import InferenceServer, running_server
-from .models import Diabetes, make_readable, relative_error, tar_model
+from .conftest import InferenceServer, Tuned, running_server
+from .models import Diabetes, make_readable, relative_error
 
 pytestmark = pytest.mark.docker
 
@@ -38,50 +37,6 @@ def full_split(frame: pd.DataFrame) -> bytes:
 def predictions(response: requests.Response) -> list:
     assert response.status_code == 200, response.text
     return response.json()["predictions"]
-
-
-@pytest.fixture(scope="module")
-def served(inference_image: str, forest_model_dir: Path) -> Iterator[InferenceServer]:
-    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
-    with running_server(inference_image, env, forest_model_dir) as server:
-        yield server
-
-
-@dataclass
-class Tuned:
-    server: InferenceServer
-    pings: list[int | None] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def tuned(
-    inference_image: str, forest_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Tuned]:
-    """model.tar.gz in /opt/ml/model; /ping polled from the start to see it load."""
-    root = tmp_path_factory.mktemp("tarball") / "model"
-    root.mkdir()
-    tar_model(forest_model_dir, root / "model.tar.gz")
-    make_readable(root)
-    env = {
-        "SAGEMAKER_BIND_TO_PORT": "9090",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
-        "INFERENCE_FAST_PATH": "false",
-    }
-    with running_server(inference_image, env, root, port=9090, wait=False) as server:
-        tuned = Tuned(server)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                status = requests.get(f"{server.url}/ping", timeout=2).status_code
-            except requests.RequestException:
-                status = None
-            tuned.pings.append(status)
-            if status == 200:
-                break
-            time.sleep(0.05)
-        assert tuned.pings[-1] == 200, server.logs()
-        yield tuned
 
 
 # --- the reference's request and every input form --------------------------------------------

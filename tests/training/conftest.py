@@ -23,6 +23,14 @@ def diabetes() -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame.drop(test.index), test
 
 
+@pytest.fixture(scope="session")
+def channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The diabetes channels (and hyperparameters.json) exactly as `make data` writes them."""
+    output = tmp_path_factory.mktemp("diabetes")
+    assert prepare_data.main(["--dataset", "diabetes", "--output", str(output)]) == 0
+    return output
+
+
 @pytest.fixture
 def make_opt_ml(
     tmp_path: Path, diabetes: tuple[pd.DataFrame, pd.DataFrame]

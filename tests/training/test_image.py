@@ -17,7 +17,6 @@ from pathlib import Path
 import docker
 import mlflow
 import pandas as pd
-import prepare_data
 import pytest
 from mlflow import MlflowClient
 from testcontainers.core.network import Network
@@ -37,14 +36,6 @@ from .helpers import (
 
 pytestmark = pytest.mark.docker
 N_ESTIMATORS = "10"
-
-
-@pytest.fixture(scope="module")
-def channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The diabetes channels exactly as scripts/prepare_data.py writes them."""
-    output = tmp_path_factory.mktemp("diabetes")
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(output)]) == 0
-    return output
 
 
 @pytest.fixture

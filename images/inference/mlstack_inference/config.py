@@ -2,7 +2,9 @@
 
 The SAGEMAKER_* names and defaults follow SageMaker's hosting contract and its
 inference toolkits: port 8080 unless SAGEMAKER_BIND_TO_PORT, one worker per
-CPU, a 60 s invocation budget, 6 MB real-time payloads.
+CPU, a 60 s invocation budget, 6 MB real-time payloads. The INFERENCE_MAX_*
+limits bound the work one request may cause (rows, columns, values, nesting),
+so that a small body cannot cost a worker gigabytes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 MEBIBYTE = 1024 * 1024
+# SageMaker gives an invocation 60 s in all; reading its body cannot take longer.
+INVOCATION_LIMIT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most work one request may ask for; each refusal is a 400 naming its variable."""
+
+    max_rows: int = 1_000_000
+    max_columns: int = 10_000
+    max_values: int = 10_000_000
+    max_depth: int = 32
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class Settings:
     model_dir: str = SAGEMAKER_MODEL_DIR
     fast_path: bool = True
     log_level: str = "info"
+    body_timeout: int = 30
+    limits: Limits = Limits()
 
     @property
     def max_payload_bytes(self) -> int | None:
@@ -84,14 +100,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise StartupError(
             f"LOG_LEVEL must be debug, info, warning, error or critical, got {log_level!r}"
         )
+    timeout = _integer(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60)
+    body_timeout = _integer(env, "INFERENCE_BODY_TIMEOUT", 30)
+    if body_timeout > INVOCATION_LIMIT_SECONDS:
+        raise StartupError(
+            f"INFERENCE_BODY_TIMEOUT must be at most {INVOCATION_LIMIT_SECONDS} (SageMaker's "
+            f"invocation limit in seconds), got {body_timeout}"
+        )
     return Settings(
         port=port,
         workers=_integer(env, "SAGEMAKER_MODEL_SERVER_WORKERS", default_workers()),
-        timeout=_integer(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+        timeout=timeout,
         # 0 turns the limit off, as MaxPayloadInMB=0 does for chunked batch transforms.
         max_payload_mb=_integer(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, minimum=0),
         batch=_boolean(env, "SAGEMAKER_BATCH", False),
         model_uri=env.get("MODEL_URI", "").strip() or None,
         fast_path=_boolean(env, "INFERENCE_FAST_PATH", True),
         log_level=log_level,
+        body_timeout=body_timeout,
+        limits=Limits(
+            max_rows=_integer(env, "INFERENCE_MAX_ROWS", Limits.max_rows),
+            max_columns=_integer(env, "INFERENCE_MAX_COLUMNS", Limits.max_columns),
+            max_values=_integer(env, "INFERENCE_MAX_VALUES", Limits.max_values),
+            max_depth=_integer(env, "INFERENCE_MAX_DEPTH", Limits.max_depth, minimum=4),
+        ),
     )

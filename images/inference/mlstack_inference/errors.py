@@ -22,6 +22,11 @@ class BadRequest(RequestError):
     """Malformed body, missing or unknown columns, wrong types, empty body."""
 
 
+class RequestTimeout(RequestError):
+    status = 408
+    reason = "Request Timeout"
+
+
 class PayloadTooLarge(RequestError):
     status = 413
     reason = "Payload Too Large"

@@ -109,6 +109,16 @@ class FlatForest:
         return np.cumsum(values, axis=1)[:, -1]
 
 
+# scikit-learn's trees compare float32 features (sklearn.tree._tree.DTYPE); these
+# estimators cast their input to float32 before anything else.
+FLOAT32_MODULES = ("sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb")
+
+
+def computes_in_float32(estimator: Any) -> bool:
+    """Whether the estimator turns its input into float32 (a value beyond it is infinite)."""
+    return type(estimator).__module__.startswith(FLOAT32_MODULES)
+
+
 def supported_estimator(estimator: Any) -> bool:
     """Exactly a single-output scikit-learn tree regressor this module reproduces."""
     module = type(estimator).__module__

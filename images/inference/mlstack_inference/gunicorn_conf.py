@@ -18,17 +18,17 @@ loaded_workers = multiprocessing.Value("i", 0)
 
 bind = [f"0.0.0.0:{_settings.port}"]
 workers = _settings.workers
-# Threaded workers keep connections alive (SageMaker reuses them). One thread per
-# worker: the work is CPU-bound under the GIL, and more threads only queue requests
-# behind each other (measured on 2 cores: p99 10 ms with 1 thread, 20 ms with 2,
-# 650 ms with 4; sync workers, which close every connection: p99 21 ms).
-worker_class = "gthread"
-threads = 1
-# A worker silent longer than this is restarted; SageMaker gives /invocations 60 s
-# by default. (A single invocation's budget is enforced by lifecycle.Watchdog.)
+# Each worker runs an event loop (uvicorn) that reads requests and answers /ping,
+# and one prediction thread (app.py says why). gthread workers, used before, read
+# each request in a pool thread: a client sending its body slowly held that thread,
+# and /ping queued behind predictions and uploads alike.
+worker_class = "mlstack_inference.worker.InferenceWorker"
+# A worker whose event loop is silent longer than this is restarted; SageMaker gives
+# /invocations 60 s by default. (One invocation's budget: lifecycle.Watchdog.)
 timeout = _settings.timeout
 # SageMaker sends SIGTERM, then SIGKILL 30 s later: finish in-flight requests first.
 graceful_timeout = 25
+# Idle connections stay open this long (SageMaker reuses them).
 keepalive = 60
 loglevel = _settings.log_level
 accesslog = None

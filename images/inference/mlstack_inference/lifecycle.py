@@ -2,8 +2,9 @@
 
 gunicorn's master forks the workers; each loads the model in the background. The
 readiness counter lives in memory made before the fork (gunicorn_conf), so /ping can
-answer 200 only once every worker has the model. A worker that cannot load the model
-exits with gunicorn's "failed to boot" code, which stops the whole server.
+answer 200 only once every worker has the model; a worker started after that replaces
+one that died, and loads before it serves (worker.py). A worker that cannot load the
+model exits with gunicorn's "failed to boot" code, which stops the whole server.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def restart_worker(message: str) -> None:
 class Watchdog:
     """Ends a worker whose request runs past the timeout.
 
-    gunicorn's own timeout only restarts workers whose main loop stops; gthread
-    workers run requests in a pool thread and keep the loop going, so the
+    gunicorn's own timeout only restarts workers whose event loop stops; the
+    workers predict on their own thread and keep the loop going, so the
     SAGEMAKER_MODEL_SERVER_TIMEOUT budget per invocation is enforced here.
     """
 
@@ -91,6 +92,9 @@ class Readiness:
         self.expected = expected
         self.counter = counter if counter is not None else multiprocessing.Value("i", 0)
         self._all_loaded = False
+        # Every worker had loaded the model before this one started: this one replaces
+        # a worker that died, and should take no connection until it has the model too.
+        self.was_ready = self.counter.value >= expected
 
     def mark_loaded(self) -> None:
         """Count this worker in (a restarted worker counts again; more is still ready)."""

@@ -1,4 +1,8 @@
-"""The loaded model: schema checks, the exact fast path, and the generic pyfunc path."""
+"""The loaded model: schema checks, the exact fast path, and the generic pyfunc path.
+
+Both paths answer alike (schema.py has the rules): every check runs before the
+path is chosen, so INFERENCE_FAST_PATH=false changes the speed, never the answer.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import numpy as np
 from mlstack_inference import fastpath
 from mlstack_inference.errors import BadRequest
 from mlstack_inference.payloads import CSV, ParsedInput
-from mlstack_inference.schema import INT_TYPES, TableSchema
+from mlstack_inference.schema import INT_TYPES, TableSchema, check_float32_matrix
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,12 @@ class Predictor:
         self.table_schema = TableSchema.from_mlflow(self.input_schema)
         self.has_params_schema = metadata.get_params_schema() is not None
         self.accepts_params = "params" in inspect.signature(model.predict).parameters
+        self.estimator = self._scikit_learn_estimator()
+        # Found with the fast path on or off: what clients may send must not depend on it.
+        in_float32 = self.estimator is not None and fastpath.computes_in_float32(self.estimator)
+        self.float32_columns = (
+            self.table_schema.float32_columns(in_float32) if self.table_schema else []
+        )
         self.fast: fastpath.TreeEnsemblePredictor | None = None
         self.fast_path_note = "off (INFERENCE_FAST_PATH=false)"
         if fast_path:
@@ -56,10 +66,16 @@ class Predictor:
                 table = schema.convert_text(table)
             else:
                 schema.check_types(table)
-            if self.fast is not None and not (parsed.params and self.has_params_schema):
-                matrix = schema.matrix(table, self.fast.feature_order)
-                if self._fast_path_applies(matrix):
+            if schema.all_numeric:
+                order = self.fast.feature_order if self.fast is not None else table.columns
+                matrix = schema.matrix(table, order)
+                check_float32_matrix(matrix, order, self.float32_columns, table.columns)
+                fast = self.fast is not None and not (parsed.params and self.has_params_schema)
+                if fast and self._fast_path_applies(matrix):
+                    assert self.fast is not None
                     return self.fast.predict(matrix)
+            else:
+                schema.check_float32(table, self.float32_columns)
             data = schema.dataframe(table)
         else:
             data = self._parse_raw(parsed)
@@ -89,8 +105,10 @@ class Predictor:
             return infer_and_parse_data(parsed.raw, self.input_schema)
         except MlflowException as error:
             raise BadRequest(_short(error.message)) from None
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             raise BadRequest(f"cannot read the input: {_short(str(error))}") from None
+        except RecursionError:
+            raise BadRequest("cannot read the input: it nests too deeply") from None
 
     def generic_predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """The pyfunc model's own predict, with its errors turned into 400s."""
@@ -102,7 +120,7 @@ class Predictor:
             return self.model.predict(data)
         except MlflowException as error:
             raise BadRequest(f"the model refused the input: {_short(error.message)}") from None
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, OverflowError) as error:
             raise BadRequest(f"the model refused the input: {_short(str(error))}") from None
 
     # --- fast path -------------------------------------------------------------------------
@@ -118,10 +136,9 @@ class Predictor:
         schema = self.table_schema
         if schema is None or not schema.all_numeric:
             return None, "off (the signature has no all-numeric named columns)"
-        try:
-            estimator = self.model.get_raw_model()
-        except Exception as error:  # any flavour quirk: no fast path, no harm
-            return None, f"off (no raw model: {error})"
+        estimator = self.estimator
+        if estimator is None:
+            return None, "off (no raw model)"
         if not fastpath.supported_estimator(estimator):
             return None, f"off ({type(estimator).__name__} is not a supported tree regressor)"
         order = fastpath.feature_order(estimator, schema.names)
@@ -135,6 +152,17 @@ class Predictor:
             log.warning("fast path not exact, serving the generic path: %s", reason)
             return None, f"off (not exact: {reason})"
         return predictor, f"on ({predictor.description}, exact on {len(rows)} probe rows)"
+
+    def _scikit_learn_estimator(self) -> Any:
+        """The fitted scikit-learn estimator behind an mlflow.sklearn model, else None."""
+        flavors = self.model.metadata.flavors
+        if flavors.get("python_function", {}).get("loader_module") != "mlflow.sklearn":
+            return None
+        try:
+            return self.model.get_raw_model()
+        except Exception as error:  # any flavour quirk: no fast path, no harm
+            log.info("no raw scikit-learn model: %s", error)
+            return None
 
     def _reference(self, matrix: np.ndarray, order: list[str]) -> Any:
         """The pyfunc model's predictions for a float64 matrix in the given column order."""

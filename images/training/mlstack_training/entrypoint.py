@@ -20,10 +20,15 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from mlstack_training.job import run_job
     from mlstack_training.paths import OptML
+    from mlstack_training.script_mode import requested, run_script_job
 
-    return run_job(OptML(), os.environ)
+    opt_ml = OptML()
+    if requested(opt_ml, os.environ):  # sagemaker_program: the user's script
+        return run_script_job(opt_ml, os.environ)
+    from mlstack_training.job import run_job  # none: the built-in RandomForest
+
+    return run_job(opt_ml, os.environ)
 
 
 if __name__ == "__main__":

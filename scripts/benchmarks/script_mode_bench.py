@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Start-up of a script-mode training job against the built-in job, side by side.
+
+Three kinds of job run in the training image, alternating, ROUNDS times each, on the same
+channels (scikit-learn's diabetes data) and without a tracking server, so only the image's
+own start-up is measured:
+
+- built-in: no sagemaker_program, the image's RandomForest;
+- script:   examples/gradient_boosting/train.py with no requirements.txt;
+- script + requirements.txt: the same with its requirements.txt (an MLflow 2.x client,
+  installed by pip from the package index at every job start, as SageMaker does).
+
+For each it takes the time from `docker run` to the job's first log line, to the script's
+first line (`train.py: started`; for the built-in job, its first line), and to the
+container's exit, and prints medians and their ratios to the built-in job. The exit code
+is shown too: without its requirements.txt the example runs on the image's MLflow 3.17,
+whose `mlflow.sklearn.log_model` refuses the tree model it saved with skops (untrusted
+type sklearn.tree._tree.Tree), so that job fails after training; its start-up still counts.
+
+    .venv/bin/python scripts/benchmarks/script_mode_bench.py --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import local_jobs  # noqa: E402
+import prepare_data  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "gradient_boosting"
+MARKER = b"train.py: started"
+KINDS = ("built-in", "script", "script + requirements.txt")
+
+
+def job_dir(base: Path, kind: str, data: Path, round_: int) -> Path:
+    """A fresh /opt/ml for one job of the given kind."""
+    directory = base / f"{kind.replace(' ', '').replace('+', '-').replace('.', '')}-{round_}"
+    spec = json.loads((data / "hyperparameters.json").read_text())
+    hps = {**spec, "n-estimators": "100"}
+    script = None
+    if kind != "built-in":
+        source = base / f"src-{kind.replace(' ', '')}"
+        if not source.exists():
+            shutil.copytree(EXAMPLE, source)
+            if kind == "script":
+                (source / "requirements.txt").unlink()
+        script = local_jobs.Script(source, "train.py")
+        hps.update(script.hyperparameters(directory.name))
+    local_jobs.write_job_dir(directory, data, hps, script)
+    return directory
+
+
+def time_job(image: str, directory: Path) -> dict[str, float]:
+    """Seconds from `docker run` to the first line, the script's first line, and the exit."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["docker", "run", "--rm", "-v", f"{directory}:/opt/ml", image, "train"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    first = script = None
+    for line in iter(process.stdout.readline, b""):
+        now = time.monotonic() - started
+        first = first if first is not None else now
+        if script is None and MARKER in line:
+            script = now
+    code = process.wait()
+    total = time.monotonic() - started
+    if script is None and directory.name.startswith("built-in"):
+        script = first  # the built-in job has no script: its first line stands for it
+    if script is None:
+        raise SystemExit(f"script_mode_bench: error: no script line from the job in {directory}")
+    return {"first_line": first or total, "script_line": script, "exit": total, "code": code}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default="mlstack/training:0.1.0")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="script-mode-bench-") as tmp:
+        base = Path(tmp)
+        data = base / "data"
+        prepare_data.main(["--dataset", "diabetes", "--output", str(data)])
+        results: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
+        for round_ in range(args.rounds):
+            for kind in KINDS:
+                timing = time_job(args.image, job_dir(base, kind, data, round_))
+                results[kind].append(timing)
+                print(f"round {round_ + 1} {kind:26s} {json.dumps(timing)}", file=sys.stderr)
+    medians = {
+        kind: {key: statistics.median(t[key] for t in timings) for key in timings[0]}
+        for kind, timings in results.items()
+    }
+    base_line = medians["built-in"]["script_line"]
+    print(f"{'job':26s} {'first line':>11s} {'script line':>12s} {'ratio':>7s} {'exit':>8s} codes")
+    for kind, m in medians.items():
+        codes = ",".join(str(int(t["code"])) for t in results[kind])
+        print(
+            f"{kind:26s} {m['first_line']:10.2f}s {m['script_line']:11.2f}s"
+            f" {m['script_line'] / base_line:6.2f}x {m['exit']:7.2f}s {codes}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Script mode's own parts that need no container: detection, the failure reason, the
+child supervisor (streaming, tail, exit status, signals) and the MLflow plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlstack_mlflow_plugin import TAGS_ENV, JobRunContext
+
+from mlstack_training.child import Supervisor
+from mlstack_training.paths import FAILURE_REASON_LIMIT, OptML
+from mlstack_training.script_mode import failure_reason, hyperparameter, requested
+
+
+def test_script_mode_only_with_a_program(tmp_path: Path) -> None:
+    opt_ml = OptML(tmp_path)
+    assert not requested(opt_ml, {})
+    opt_ml.hyperparameters_file.parent.mkdir(parents=True)
+    opt_ml.hyperparameters_file.write_text(json.dumps({"n-estimators": "10"}))
+    assert not requested(opt_ml, {})
+    assert requested(opt_ml, {"SAGEMAKER_PROGRAM": "train.py"})
+    opt_ml.hyperparameters_file.write_text(json.dumps({"sagemaker_program": '"train.py"'}))
+    assert requested(opt_ml, {})
+
+
+def test_hyperparameters_read_as_the_built_in_job_reads_them() -> None:
+    values = {"tracking_uri": "http://mlflow:5000", "parent_run_id": '"abc"', "n-estimators": 5}
+    assert hyperparameter(values, "tracking-uri") == "http://mlflow:5000"
+    assert hyperparameter(values, "parent-run-id") == "abc"
+    assert hyperparameter(values, "n-estimators") == "5"
+    assert hyperparameter(values, "experiment-name") is None
+
+
+def test_failure_reason_keeps_the_last_lines_within_what_sagemaker_shows() -> None:
+    lines = [f"  frame {i}: " + "x" * 60 for i in range(40)] + ["ValueError: the real reason"]
+    reason = failure_reason("the training script exited with code 1:", lines)
+    assert len(reason) <= FAILURE_REASON_LIMIT
+    assert reason.startswith("the training script exited with code 1:\n")
+    assert reason.endswith("ValueError: the real reason")
+
+
+def test_supervisor_streams_and_keeps_the_tail(capfd: pytest.CaptureFixture[str]) -> None:
+    code = "import sys; print('out 1'); print('err 1', file=sys.stderr); sys.exit(3)"
+    outcome = Supervisor().run([sys.executable, "-c", code], cwd=".")
+    assert outcome.exit_code == 3
+    assert outcome.tail == ["err 1"]
+    assert outcome.stdout_tail == ["out 1"]
+    captured = capfd.readouterr()
+    assert "out 1" in captured.out and "err 1" in captured.err
+
+
+def test_supervisor_passes_sigterm_to_the_child() -> None:
+    supervisor = Supervisor()
+    code = "import time; print('ready', flush=True); time.sleep(60)"
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    with supervisor.signals():
+        timer.start()
+        outcome = supervisor.run([sys.executable, "-c", code], cwd=".")
+    assert time.monotonic() - started < 30
+    assert supervisor.stopped_by == signal.SIGTERM
+    assert outcome.exit_code == 128 + signal.SIGTERM
+
+
+def test_plugin_tags_runs_only_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = JobRunContext()
+    monkeypatch.delenv(TAGS_ENV, raising=False)
+    assert not provider.in_context()
+    tags = {"sagemaker.training_job_name": "job-1", "mlflow.parentRunId": "p1"}
+    monkeypatch.setenv(TAGS_ENV, json.dumps(tags))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # in_context installs its hook
+    assert provider.in_context()
+    assert provider.tags() == tags
