@@ -11,7 +11,7 @@ from testcontainers.core.container import DockerContainer
 
 
 def _host_command_lines() -> list[str]:
-    done = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False)
+    done = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=False)
     return done.stdout.splitlines()[1:]
 
 
@@ -20,7 +20,7 @@ def _container_command_lines(container: DockerContainer) -> list[str]:
     if wrapped is None:
         return []
     try:
-        top = wrapped.top(ps_args="-eo args")
+        top = wrapped.top(ps_args="-eww -o args")  # ww: whole lines, not 80 columns
     except Exception:  # not running yet, or already gone
         return []
     return [" ".join(row) for row in top.get("Processes") or []]
