@@ -26,6 +26,7 @@ import requests
 from mlflow import MlflowClient
 
 from support.images import ROOT, read_env_file
+from support.login_proxy import logged_in_proxy
 from support.ports import free_port
 
 pytestmark = pytest.mark.docker
@@ -203,21 +204,20 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
 
 def test_03_ui_shows_experiment_runs_and_model(stack: Stack, tmp_path: Path) -> None:
     experiment = stack.client().get_experiment_by_name(EXPERIMENT)
-    runs_page = f"{stack.tracking_uri}/#/experiments/{experiment.experiment_id}/runs"
-    assert requests.get(runs_page, timeout=10).status_code == 401  # the UI asks to log in
-    user, password = stack.admin
-    logged_in = stack.tracking_uri.replace("http://", f"http://{user}:{password}@")
-    runs_page = runs_page.replace(stack.tracking_uri, logged_in)
-    dom = browse(runs_page, tmp_path / "a", "--dump-dom")
-    assert EXPERIMENT in dom
-    assert "hpo-" in dom and "train-" in dom
-    model_dom = browse(f"{logged_in}/#/models/{MODEL}", tmp_path / "b", "--dump-dom")
-    assert MODEL in model_dom and "champion" in model_dom
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name, url in (("runs", runs_page), ("model", f"{logged_in}/#/models/{MODEL}")):
-        shot = SCREENSHOTS / f"mlflow-ui-{name}.png"
-        browse(url, tmp_path / name, "--window-size=1400,900", f"--screenshot={shot}")
-        assert shot.stat().st_size > 10_000
+    page = f"/#/experiments/{experiment.experiment_id}/runs"
+    assert requests.get(stack.tracking_uri + page, timeout=10).status_code == 401  # log in first
+    with logged_in_proxy(stack.tracking_uri, stack.admin) as browser_view:
+        runs_page, model_page = browser_view + page, f"{browser_view}/#/models/{MODEL}"
+        dom = browse(runs_page, tmp_path / "a", "--dump-dom")
+        assert EXPERIMENT in dom
+        assert "hpo-" in dom and "train-" in dom
+        model_dom = browse(model_page, tmp_path / "b", "--dump-dom")
+        assert MODEL in model_dom and "champion" in model_dom
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for name, url in (("runs", runs_page), ("model", model_page)):
+            shot = SCREENSHOTS / f"mlflow-ui-{name}.png"
+            browse(url, tmp_path / name, "--window-size=1400,900", f"--screenshot={shot}")
+            assert shot.stat().st_size > 10_000
 
 
 def test_04_down_while_training_then_up_keeps_everything(stack: Stack, tmp_path: Path) -> None:
