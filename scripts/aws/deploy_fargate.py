@@ -6,6 +6,8 @@ Deploys infra/fargate-tracking-server.yaml with CloudFormation: ECS Fargate behi
 balancer (internal unless LB_SCHEME=internet-facing), RDS for MySQL, an S3 artifact bucket,
 generated passwords in Secrets Manager, basic-auth on. Prints MLFLOW_TRACKING_URI on stdout;
 the admin's password stays in Secrets Manager (the command to read it goes to stderr).
+LB_SUBNET_CIDRS (the load balancer subnets' CIDRs, whose X-Forwarded-For the server believes)
+is read from LB_SUBNET_IDS unless given.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ WAIT_MAX_ATTEMPTS = 240  # an hour: a new RDS instance alone takes 10-20 minutes
 PARAMETER_ENV = {
     "VPC_ID": "VpcId",
     "LB_SUBNET_IDS": "LoadBalancerSubnetIds",
+    "LB_SUBNET_CIDRS": "LoadBalancerSubnetCidrs",
     "PRIVATE_SUBNET_IDS": "PrivateSubnetIds",
     "LB_SCHEME": "LoadBalancerScheme",
     "CLIENT_CIDR": "ClientCidr",
@@ -76,6 +79,14 @@ def stack_parameters(image_uri: str) -> dict[str, str]:
             "HTTPS, MLflow's basic-auth passwords would cross the internet in clear text"
         )
     return params
+
+
+def subnet_cidrs(ec2, subnet_ids: str) -> str:
+    """The subnets' IPv4 CIDRs, comma-separated: the only peers whose X-Forwarded-For the
+    server believes (besides loopback) are the load balancer's nodes, which live in them."""
+    ids = [item.strip() for item in subnet_ids.split(",") if item.strip()]
+    subnets = ec2.describe_subnets(SubnetIds=ids)["Subnets"]
+    return ",".join(sorted(subnet["CidrBlock"] for subnet in subnets))
 
 
 def stack_status(cfn, name: str) -> str | None:
@@ -137,6 +148,10 @@ def main(template_path: Path = TEMPLATE) -> int:
         session, "tracking-server"
     )
     params = stack_parameters(image_uri)
+    if "LoadBalancerSubnetCidrs" not in params:
+        params["LoadBalancerSubnetCidrs"] = subnet_cidrs(
+            session.client("ec2"), params["LoadBalancerSubnetIds"]
+        )
     name = setting("STACK_NAME", DEFAULT_STACK_NAME)
     outputs = deploy(session.client("cloudformation"), name, template_path.read_text(), params)
     print(

@@ -42,6 +42,8 @@ IMAGE_SETTINGS = {
     "MLFLOW_AUTH_DB_NAME",
     "MLFLOW_PRESIGNED_ARTIFACT_URLS",
     "PORT",
+    "KEEPALIVE_TIMEOUT",
+    "FORWARDED_ALLOW_IPS",
 }
 SECRET_SETTINGS = {"DB_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
 
@@ -153,6 +155,21 @@ def test_task_gets_every_setting_and_secrets_from_secrets_manager(template):
     assert {item["Name"] for item in container["Secrets"]} == SECRET_SETTINGS
 
 
+def test_server_keeps_connections_longer_than_the_load_balancer(template):
+    [lb] = resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    attributes = {a["Key"]: a["Value"] for a in lb["Properties"]["LoadBalancerAttributes"]}
+    [container] = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert int(environment["KEEPALIVE_TIMEOUT"]) > int(attributes["idle_timeout.timeout_seconds"])
+
+
+def test_load_balancer_checks_readiness_and_the_container_liveness(template):
+    [group] = resources_of(template, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    assert group["Properties"]["HealthCheckPath"] == "/ready"
+    [container] = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert any("/health'" in part for part in container["HealthCheck"]["Command"])
+
+
 def network(moto) -> dict[str, str]:
     """A VPC with four subnets in four zones, in moto."""
     ec2 = moto.client("ec2")
@@ -222,6 +239,8 @@ def test_deploys_into_moto_with_an_internal_load_balancer(moto, run_aws, templat
     assert container["image"] == IMAGE
     environment = {item["name"]: item["value"] for item in container["environment"]}
     assert environment["ALLOWED_HOSTS"].split(",") == [lb["DNSName"]]
+    # Forwarded headers believed from loopback and the load balancer's two subnets only.
+    assert environment["FORWARDED_ALLOW_IPS"] == "127.0.0.1,::1,10.0.0.0/24,10.0.1.0/24"
     assert environment["DB_HOST"] == db["Endpoint"]["Address"]
     bucket = resources["ArtifactBucket"]["PhysicalResourceId"]
     assert environment["ARTIFACTS_DESTINATION"] == f"s3://{bucket}/artifacts"

@@ -23,6 +23,11 @@ from mlstack_tracking.app import create_app
 from mlflow.server import app as flask_app
 fastapi_app = create_app()
 routes = []
+while not hasattr(fastapi_app, "routes"):  # mlstack's own middleware in front (readiness)
+    path = getattr(__import__("mlstack_tracking.readiness").readiness, "READY_PATH", None)
+    if path:
+        routes.append({"app": "mlstack", "path": path, "methods": ["GET"]})
+    fastapi_app = fastapi_app.app
 for route in fastapi_app.routes:
     methods = getattr(route, "methods", None)
     if methods:

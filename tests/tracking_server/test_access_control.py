@@ -30,9 +30,10 @@ AUTH_DATABASE = "mlflow_authz_users"  # the auth_server fixture's
 READER = ("reader", "reader-password-123")
 EDITOR = ("editor", "editor-password-123")
 TIMEOUT = (2, 5)
-# Open to anyone: liveness and the UI's static files, and MLflow's public capability
-# discovery (server-info: how the server is configured, no tenant data, by MLflow's design).
-OPEN_PREFIXES = ("/health", "/static", "/favicon.ico")
+# Open to anyone: liveness, readiness (/ready, in front of auth: says only whether the
+# database answers), the UI's static files, and MLflow's public capability discovery
+# (server-info: how the server is configured, no tenant data, by MLflow's design).
+OPEN_PREFIXES = ("/health", "/ready", "/static", "/favicon.ico")
 OPEN_SUFFIXES = ("/mlflow/server-info",)
 
 

@@ -36,6 +36,27 @@ def test_defaults() -> None:
     assert settings.port == 5000
     assert settings.auth is None
     assert settings.presigned_artifact_urls is False
+    assert settings.forwarded_allow_ips == "127.0.0.1,::1"  # loopback only
+    assert settings.keepalive > 120  # above the Fargate load balancer's idle timeout
+
+
+def test_bounds_and_proxies_are_read() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "DB_CONNECT_TIMEOUT": "3",
+            "DB_READ_TIMEOUT": "7",
+            "S3_READ_TIMEOUT": "9",
+            "S3_MAX_ATTEMPTS": "1",
+            "FORWARDED_ALLOW_IPS": "127.0.0.1, 10.0.0.0/24,::1",
+            "KEEPALIVE_TIMEOUT": "75",
+        }
+    )
+    bounds = settings.bounds
+    assert (bounds.db_connect_timeout, bounds.db_read_timeout) == (3, 7)
+    assert (bounds.s3_connect_timeout, bounds.s3_read_timeout, bounds.s3_max_attempts) == (5, 9, 1)
+    assert settings.forwarded_allow_ips == "127.0.0.1,10.0.0.0/24,::1"
+    assert settings.keepalive == 75
 
 
 @pytest.mark.parametrize(
@@ -50,6 +71,10 @@ def test_defaults() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
         ({"MLFLOW_BACKEND_STORE_URI": "postgresql://h/db"}, "must start with mysql+pymysql://"),
         ({"MLFLOW_AUTH_ENABLED": "maybe"}, "MLFLOW_AUTH_ENABLED must be true or false"),
+        ({"DB_READ_TIMEOUT": "0"}, "DB_READ_TIMEOUT must be at least 1"),
+        ({"S3_MAX_ATTEMPTS": "x"}, "S3_MAX_ATTEMPTS must be a whole number"),
+        ({"FORWARDED_ALLOW_IPS": "10.0.0.1/24"}, "FORWARDED_ALLOW_IPS must list IP addresses"),
+        ({"FORWARDED_ALLOW_IPS": "lb.internal"}, "FORWARDED_ALLOW_IPS must list IP addresses"),
         ({"MLFLOW_AUTH_ENABLED": "true"}, "MLFLOW_AUTH_ADMIN_PASSWORD is not set"),
         (
             {"MLFLOW_AUTH_ENABLED": "true", "MLFLOW_AUTH_ADMIN_PASSWORD": "short"},

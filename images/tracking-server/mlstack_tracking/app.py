@@ -14,7 +14,9 @@ from mlflow.utils.server_info import (
     SERVER_INFO_MULTIPART_UPLOADS_ENABLED,
 )
 
+from mlstack_tracking.artifacts import bound_s3_clients
 from mlstack_tracking.config import load_settings
+from mlstack_tracking.readiness import Readiness
 
 _build_server_info_payload = server_info_api.build_server_info_payload
 
@@ -34,14 +36,19 @@ def _server_info_without_presigned_urls() -> dict[str, Any]:
 
 
 def create_app() -> Any:
-    """Build the app for one worker: basic-auth when enabled, else the plain server."""
+    """Build the app for one worker: basic-auth when enabled, else the plain server.
+
+    Either way behind /ready, and with bounded waits on the object store.
+    """
     settings = load_settings()
+    bounds = settings.bounds
+    bound_s3_clients(bounds.s3_connect_timeout, bounds.s3_read_timeout, bounds.s3_max_attempts)
     if not settings.presigned_artifact_urls:
         server_info_api.build_server_info_payload = _server_info_without_presigned_urls
     if settings.auth is not None:
         from mlflow.server.auth import create_app as create_auth_app
 
-        return create_auth_app()
+        return Readiness(create_auth_app(), settings.backend_store_uri)
     from mlflow.server.fastapi_app import app
 
-    return app
+    return Readiness(app, settings.backend_store_uri)

@@ -63,3 +63,26 @@ def check_bucket(destination: str, endpoint_url: str | None, timeout: float) -> 
                 "check MLFLOW_S3_ENDPOINT_URL"
             )
         time.sleep(1)
+
+
+def bound_s3_clients(connect_timeout: int, read_timeout: int, max_attempts: int) -> None:
+    """Give every S3 client this process makes through boto3 these timeouts and retries.
+
+    MLflow's S3 artifact repository builds its client with boto3.client() and a Config of
+    its own that sets no timeouts (mlflow/store/artifact/s3_artifact_repo.py), so botocore's
+    defaults apply: 60 s to connect, 60 s per read, 5 attempts, several minutes on a paused
+    object store. botocore merges a session's default client config under the one a caller
+    passes (botocore.session.Session.create_client), so MLflow's settings stay and these
+    fill in what it leaves unset.
+    """
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.set_default_client_config(
+        Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+        )
+    )
+    boto3.setup_default_session(botocore_session=session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,21 @@ from mlstack_tracking.errors import StartupError
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 MIN_ADMIN_PASSWORD_LENGTH = 12  # mlflow >= 3.16.1 refuses shorter bootstrap passwords
+LOOPBACK = "127.0.0.1,::1"
+# Above the Fargate template's load balancer idle timeout (120 s): a target that closes an
+# idle connection first makes the load balancer answer 502 to the request it sends on it.
+DEFAULT_KEEPALIVE_S = 130
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long the server waits on its database and object store (README "Bounded waits")."""
+
+    db_connect_timeout: int = 5
+    db_read_timeout: int = 10  # also the write timeout
+    s3_connect_timeout: int = 5
+    s3_read_timeout: int = 10
+    s3_max_attempts: int = 2  # botocore counts the first try
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,9 @@ class Settings:
     presigned_artifact_urls: bool
     allowed_hosts: tuple[str, ...]
     auth: AuthSettings | None
+    bounds: Bounds = Bounds()
+    forwarded_allow_ips: str = LOOPBACK
+    keepalive: int = DEFAULT_KEEPALIVE_S
 
 
 def _require(env: Mapping[str, str], name: str, hint: str = "") -> str:
@@ -70,6 +89,34 @@ def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in FALSE_WORDS:
         return False
     raise StartupError(f"{name} must be true or false, got {raw!r}")
+
+
+def _forwarded_allow_ips(env: Mapping[str, str]) -> str:
+    """FORWARDED_ALLOW_IPS: proxies whose X-Forwarded-* headers are believed (IPs or CIDRs)."""
+    raw = env.get("FORWARDED_ALLOW_IPS", "").strip() or LOOPBACK
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item)
+        except ValueError:
+            raise StartupError(
+                f"FORWARDED_ALLOW_IPS must list IP addresses or networks (10.0.0.0/24), "
+                f"got {item!r}"
+            ) from None
+    return ",".join(items)
+
+
+def _bounds(env: Mapping[str, str]) -> Bounds:
+    default = Bounds()
+    return Bounds(
+        db_connect_timeout=_integer(env, "DB_CONNECT_TIMEOUT", default.db_connect_timeout),
+        db_read_timeout=_integer(env, "DB_READ_TIMEOUT", default.db_read_timeout),
+        s3_connect_timeout=_integer(env, "S3_CONNECT_TIMEOUT", default.s3_connect_timeout),
+        s3_read_timeout=_integer(env, "S3_READ_TIMEOUT", default.s3_read_timeout),
+        s3_max_attempts=_integer(env, "S3_MAX_ATTEMPTS", default.s3_max_attempts),
+    )
 
 
 def _mysql_url(env: Mapping[str, str], database: str) -> URL:
@@ -159,4 +206,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             h.strip() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()
         ),
         auth=_auth_settings(env, backend),
+        bounds=_bounds(env),
+        forwarded_allow_ips=_forwarded_allow_ips(env),
+        keepalive=_integer(env, "KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_S),
     )

@@ -60,6 +60,36 @@ def connect(
     )
 
 
+def with_timeouts(uri: str, connect_timeout: int, read_timeout: int) -> str:
+    """The URI the serving workers use: PyMySQL's connect, read and write timeouts in its query.
+
+    Without them a paused or vanished database holds a request without limit: PyMySQL
+    waits for the server's greeting and for every answer with no timeout by default.
+    SQLAlchemy's MySQL dialects pass these query keys to the driver, so every engine MLflow
+    builds from the URI (tracking, registry, auth, jobs) gets them. Values already in the
+    URI's query are the operator's and stay. Migrations do not use this URI: an ALTER TABLE
+    may legitimately run for minutes.
+    """
+    url = make_url(uri)
+    wanted = {
+        "connect_timeout": str(connect_timeout),
+        "read_timeout": str(read_timeout),
+        "write_timeout": str(read_timeout),
+    }
+    missing = {key: value for key, value in wanted.items() if key not in url.query}
+    return url.update_query_dict(missing).render_as_string(hide_password=False)
+
+
+def ping(uri: str, timeout: float) -> None:
+    """SELECT 1 on the database within about `timeout` seconds; raise pymysql's error if not."""
+    connection = connect(uri, timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
+
+
 def wait_for_database(uri: str, timeout: float) -> None:
     """Return once the database accepts our credentials; fail fast on what waiting cannot fix."""
     url = make_url(uri)

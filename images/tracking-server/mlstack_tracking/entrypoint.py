@@ -6,6 +6,7 @@ and exits 1 within a bounded time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -48,9 +49,14 @@ def server_environment(settings: Settings) -> dict[str, str]:
         SERVE_ARTIFACTS_ENV_VAR,
     )
 
+    runtime_uri = database.with_timeouts(
+        settings.backend_store_uri,
+        settings.bounds.db_connect_timeout,
+        settings.bounds.db_read_timeout,
+    )
     env = {
-        BACKEND_STORE_URI_ENV_VAR: settings.backend_store_uri,
-        REGISTRY_STORE_URI_ENV_VAR: settings.backend_store_uri,
+        BACKEND_STORE_URI_ENV_VAR: runtime_uri,
+        REGISTRY_STORE_URI_ENV_VAR: runtime_uri,
         # Clients see mlflow-artifacts:/ and go through this server, never to S3.
         ARTIFACT_ROOT_ENV_VAR: "mlflow-artifacts:/",
         SERVE_ARTIFACTS_ENV_VAR: "true",
@@ -78,7 +84,16 @@ def prepare(settings: Settings) -> None:
     env = server_environment(settings)
     if settings.auth is not None:
         database.ensure_database(settings.auth.database_uri)
-        env["MLFLOW_AUTH_CONFIG_PATH"] = auth.write_auth_config(settings.auth)
+        # The workers' auth store gets the same bounded waits as the tracking store.
+        runtime_auth = dataclasses.replace(
+            settings.auth,
+            database_uri=database.with_timeouts(
+                settings.auth.database_uri,
+                settings.bounds.db_connect_timeout,
+                settings.bounds.db_read_timeout,
+            ),
+        )
+        env["MLFLOW_AUTH_CONFIG_PATH"] = auth.write_auth_config(runtime_auth)
     os.environ.update(env)
     # One replica migrates at a time; the others then find the schema current.
     with database.schema_lock(settings.backend_store_uri):
@@ -119,6 +134,11 @@ def gunicorn_command(settings: Settings) -> list[str]:
         str(settings.workers),
         "--log-level",
         settings.log_level,
+        # X-Forwarded-For / -Proto believed only from these peers (uvicorn's proxy headers).
+        "--forwarded-allow-ips",
+        settings.forwarded_allow_ips,
+        "--keep-alive",
+        str(settings.keepalive),
         "mlstack_tracking.app:create_app()",
     ]
 

@@ -1,4 +1,5 @@
-"""Fixed gunicorn settings; bind, workers and log level come from the entrypoint.
+"""Fixed gunicorn settings; bind, workers, log level, keep-alive and the proxies whose
+forwarded headers are trusted come from the entrypoint (README configuration table).
 
 uvicorn workers serve MLflow's ASGI app (see app.py). gunicorn also reads
 GUNICORN_CMD_ARGS, for anything an operator wants to change beyond these.
@@ -11,8 +12,6 @@ errorlog = "-"
 # heartbeat while requests run) is restarted.
 timeout = 120
 graceful_timeout = 30
-keepalive = 5
 # Recycle workers now and then so a slow leak never grows without bound.
 max_requests = 20000
 max_requests_jitter = 2000
-forwarded_allow_ips = "*"
