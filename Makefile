@@ -21,7 +21,16 @@ MINIO_CONSOLE_PORT ?= $(or $(call env_value,MINIO_CONSOLE_PORT),9001)
 EXPERIMENT_NAME ?= $(or $(call env_value,EXPERIMENT_NAME),diabetes-progression)
 MODEL_NAME ?= $(or $(call env_value,MODEL_NAME),diabetes-rf)
 export MLFLOW_PORT MINIO_CONSOLE_PORT
-COMPOSE := docker compose -p $(COMPOSE_PROJECT) -f compose/compose.yaml --env-file $(ENV_FILE) \
+# Access control is on unless MLFLOW_AUTH_ENABLED=false (in .env or here).
+MLFLOW_AUTH_ENABLED ?= $(or $(call env_value,MLFLOW_AUTH_ENABLED),true)
+auth_off = $(filter false 0 no off,$(shell echo '$(MLFLOW_AUTH_ENABLED)' | tr A-Z a-z))
+# What talks to the stack (scripts, training jobs, the endpoint) logs in as the admin
+# of .env: exported into the recipes' environment, so no command line (`ps`) shows them.
+MLFLOW_TRACKING_USERNAME = $(if $(auth_off),,$(or $(call env_value,MLFLOW_AUTH_ADMIN_USERNAME),admin))
+MLFLOW_TRACKING_PASSWORD = $(if $(auth_off),,$(call env_value,MLFLOW_AUTH_ADMIN_PASSWORD))
+export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
+COMPOSE = docker compose -p $(COMPOSE_PROJECT) -f compose/compose.yaml \
+	$(if $(auth_off),-f compose/auth-off.yaml) --env-file $(ENV_FILE) \
 	$(if $(wildcard .images.env),--env-file .images.env)
 
 # The loop: data set, one job's hyperparameters, the tuning, the endpoint.
@@ -89,8 +98,12 @@ test-aws: venv ## Run the AWS tests only (moto, a local registry, SageMaker loca
 
 # --- the local stack ----------------------------------------------------------------------
 
-$(ENV_FILE):
-	python3 scripts/make_env.py .env.example $(ENV_FILE)
+# Always run: creates .env (0600), or tightens and completes an existing one.
+$(ENV_FILE): FORCE
+	@python3 scripts/make_env.py .env.example $(ENV_FILE)
+
+.PHONY: FORCE
+FORCE:
 
 .PHONY: local-up
 local-up: $(ENV_FILE) build-tracking-server ## Start MySQL, MinIO and the tracking server; wait until healthy
@@ -168,6 +181,7 @@ local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.
 		--publish 127.0.0.1:$(SERVE_PORT):8080 \
 		--env MODEL_URI=models:/$(MODEL_NAME)@champion \
 		--env MLFLOW_TRACKING_URI=http://tracking-server:5000 \
+		--env MLFLOW_TRACKING_USERNAME --env MLFLOW_TRACKING_PASSWORD \
 		mlstack/inference:$(VERSION) serve >/dev/null
 	$(LOOP) wait-ready --endpoint http://127.0.0.1:$(SERVE_PORT) --container $(SERVE_CONTAINER)
 	@echo "Endpoint: http://127.0.0.1:$(SERVE_PORT)/invocations"

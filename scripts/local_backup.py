@@ -125,11 +125,15 @@ def databases_present(mysql: Container, names: Iterable[str]) -> dict[str, str]:
 
 
 def mc(alias_script: str) -> str:
-    """A shell prefix that points `mc` at this MinIO with its own root credentials."""
+    """A shell prefix that points `mc` at this MinIO with its own root credentials.
+
+    Through mc's environment (MC_HOST_stack), not `mc alias set`'s arguments: `ps` in the
+    container would show those.
+    """
     return (
         'export MC_CONFIG_DIR="$(mktemp -d)"; trap \'rm -rf "$MC_CONFIG_DIR"\' EXIT; '
-        'mc alias set stack http://127.0.0.1:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" '
-        f">/dev/null && {alias_script}"
+        'export MC_HOST_stack="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"; '
+        f"{alias_script}"
     )
 
 
@@ -240,7 +244,18 @@ def restore(project: str, env: dict[str, str], source: Path, confirmed: bool) ->
     print(f"restored bucket {bucket}: {len(files)} objects")
     if server is not None:
         start_and_wait(server)
+        reset_admin_password(server)
     print("restore complete")
+
+
+def reset_admin_password(server: Container) -> None:
+    """With access control on, the restored auth database holds the backed-up stack's admin
+    password: set the admin's password to this stack's (.env), so its clients log in."""
+    env = dict(item.partition("=")[::2] for item in server.attrs["Config"]["Env"])
+    if env.get("MLFLOW_AUTH_ENABLED", "").lower() != "true":
+        return
+    run_in(server, "python -m mlstack_tracking.auth reset-admin-password")
+    print("the admin's password is this stack's again (MLFLOW_AUTH_ADMIN_PASSWORD of .env)")
 
 
 def put_files(container: Container, directory: str, files: dict[str, Path]) -> None:

@@ -1,15 +1,27 @@
 """Write .env from .env.example, replacing every __generate__ value with a fresh secret.
 
-An existing .env is kept as it is: its passwords are those the volumes were made with.
+The file is created with mode 0600 from its first byte (a private temporary file in the
+same directory, renamed into place), so no other user can read it even for a moment.
+An existing .env is kept, since its passwords are those the volumes were made with;
+it is tightened to 0600 when found looser, and settings the example gained since it
+was written (a new secret, say) are appended to it.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 PLACEHOLDER = "__generate__"
+PRIVATE = 0o600
+
+
+def _generated(value: str) -> str:
+    return secrets.token_urlsafe(24) if value.strip() == PLACEHOLDER else value
 
 
 def render_env(example: str) -> str:
@@ -17,21 +29,65 @@ def render_env(example: str) -> str:
     lines = []
     for line in example.splitlines():
         key, sep, value = line.partition("=")
-        if sep and value.strip() == PLACEHOLDER and not key.lstrip().startswith("#"):
-            line = f"{key}={secrets.token_urlsafe(24)}"
+        if sep and not key.lstrip().startswith("#"):
+            line = f"{key}={_generated(value)}"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
 
+def _keys(text: str) -> set[str]:
+    return {
+        line.partition("=")[0].strip()
+        for line in text.splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+
+
+def missing_settings(example: str, existing: str) -> str:
+    """Lines (placeholders filled) for the example's settings the existing file lacks."""
+    have = _keys(existing)
+    lines = [
+        f"{key.strip()}={_generated(value)}"
+        for key, sep, value in (line.partition("=") for line in example.splitlines())
+        if sep and not key.lstrip().startswith("#") and key.strip() not in have
+    ]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create or replace path atomically with mode 0600, whatever the umask."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(descriptor, PRIVATE)  # mkstemp makes 0600 already; say so explicitly
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def main(example_path: str = ".env.example", env_path: str = ".env") -> None:
-    """Create env_path from example_path unless it exists."""
+    """Create env_path from example_path, or tighten and complete an existing one."""
     env = Path(env_path)
-    if env.exists():
-        print(f"{env_path} exists: keeping it")
+    example = Path(example_path).read_text()
+    if not env.exists():
+        write_private(env, render_env(example))
+        print(f"wrote {env_path} (mode 0600) with freshly generated local passwords")
         return
-    env.write_text(render_env(Path(example_path).read_text()))
-    env.chmod(0o600)
-    print(f"wrote {env_path} with freshly generated local passwords")
+    mode = stat.S_IMODE(env.stat().st_mode)
+    if mode & 0o077:
+        env.chmod(PRIVATE)
+        print(f"{env_path} was readable by others (mode {mode:04o}): now 0600")
+    added = missing_settings(example, env.read_text())
+    if added:
+        existing = env.read_text()
+        separator = "" if existing.endswith("\n") or not existing else "\n"
+        write_private(env, existing + separator + added)
+        names = ", ".join(line.partition("=")[0] for line in added.splitlines())
+        print(f"{env_path} exists: kept it, added {names}")
+    else:
+        print(f"{env_path} exists: keeping it")
 
 
 if __name__ == "__main__":

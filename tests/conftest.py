@@ -7,6 +7,7 @@ reachable, so it is off and every fixture removes what it started.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,9 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 from testcontainers.core.network import Network
 
 from support.images import build_project_image
+from support.process_watch import command_lines_during
 from support.stack import (
+    AuthServer,
     MinIO,
     MySQL,
     TrackingServer,
@@ -69,3 +72,44 @@ def tracking_server(
     env = tracking_server_env(mysql, minio)
     with tracking_server_container(tracking_server_image, docker_network, env) as container:
         yield TrackingServer(container=container)
+
+
+@pytest.fixture(scope="session")
+def auth_server(
+    tracking_server_image: str, docker_network: Network, mysql: MySQL, minio: MinIO
+) -> Iterator[AuthServer]:
+    """A tracking server with access control on, as the local stack runs it, started on a
+    fresh database (so its start-up migrates) while every command line is watched."""
+    mysql.create_database("mlflow_authz")
+    mysql.create_database("mlflow_authz_users")
+    admin = ("admin", secrets.token_urlsafe(18))
+    secret_key = secrets.token_urlsafe(24)
+    env = tracking_server_env(
+        mysql,
+        minio,
+        DB_NAME="mlflow_authz",
+        MLFLOW_AUTH_ENABLED="true",
+        MLFLOW_AUTH_DB_NAME="mlflow_authz_users",
+        MLFLOW_AUTH_ADMIN_USERNAME=admin[0],
+        MLFLOW_AUTH_ADMIN_PASSWORD=admin[1],
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secret_key,
+        MLFLOW_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
+    )
+    container = tracking_server_container(tracking_server_image, docker_network, env, alias=None)
+    with command_lines_during(container) as command_lines:
+        container.start()
+    try:
+        yield AuthServer(
+            container=container,
+            admin=admin,
+            secrets={
+                "DB_PASSWORD": mysql.password,
+                "MYSQL_ROOT_PASSWORD": mysql.root_password,
+                "MINIO_SECRET_KEY": minio.secret_key,
+                "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
+            },
+            startup_command_lines=frozenset(command_lines),
+        )
+    finally:
+        container.stop()

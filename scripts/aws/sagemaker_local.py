@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -249,6 +250,12 @@ def check_tracking_server(uri: str) -> None:
         ) from None
 
 
+def tracking_credentials() -> dict[str, str]:
+    """MLFLOW_TRACKING_USERNAME / _PASSWORD of this process, for the training container."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
 def load_settings() -> LocalSettings:
     """Read and check the settings."""
     get = lambda name: setting(name, DEFAULTS.get(name, ""))  # noqa: E731
@@ -364,6 +371,9 @@ def train(settings: LocalSettings, session: Any, job_name: str, tracking_uri: st
         instance_type="local",
         output_path=output.as_uri(),
         hyperparameters={"tracking_uri": tracking_uri, **settings.hyperparameters},
+        # The stack's credentials (make exports them) as environment, not hyperparameters,
+        # which SageMaker records in the job's description.
+        environment=tracking_credentials(),
         sagemaker_session=session,
         **settings.script,
     )

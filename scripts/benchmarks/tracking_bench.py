@@ -70,8 +70,8 @@ def start_stock_server(env: dict[str, str], version: str, port: int):
             "--serve-artifacts",
         ],
         environment={
-            "AWS_ACCESS_KEY_ID": env["MINIO_ROOT_USER"],
-            "AWS_SECRET_ACCESS_KEY": env["MINIO_ROOT_PASSWORD"],
+            "AWS_ACCESS_KEY_ID": env.get("MINIO_MLFLOW_USER", "mlflow-artifacts"),
+            "AWS_SECRET_ACCESS_KEY": env["MINIO_MLFLOW_PASSWORD"],
             "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
         },
         network="mlstack_default",
@@ -129,6 +129,11 @@ def main() -> None:
         stock = f"http://127.0.0.1:{port}"
         wait_healthy(stock)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        # The stack's access control (on unless .env says false): log in as its admin;
+        # the stock server, without auth, ignores the header.
+        if env.get("MLFLOW_AUTH_ENABLED", "true").lower() != "false":
+            os.environ["MLFLOW_TRACKING_USERNAME"] = env.get("MLFLOW_AUTH_ADMIN_USERNAME", "admin")
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = env["MLFLOW_AUTH_ADMIN_PASSWORD"]
         servers = {"stock mlflow server": stock, "mlstack tracking-server": ours}
         rounds: dict[str, list[float]] = {name: [] for name in servers}
         for url in servers.values():

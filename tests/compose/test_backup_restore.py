@@ -3,7 +3,8 @@
 A stack of its own (compose project, ports, .env in a temporary directory): data
 logged, backed up, the stack deleted with its volumes and its .env (so the new one
 has other passwords), started fresh, restored; then runs, metric histories and
-artifact bytes are compared with what was logged. Then `make local-convert-collation`
+artifact bytes are compared with what was logged (the restore gives the restored auth
+database's admin the new stack's password). Then `make local-convert-collation`
 on that stack, which must leave every table utf8mb4_bin and the data as it was.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from support.images import ROOT
+from support.images import ROOT, read_env_file
 from support.ports import free_port
 
 pytestmark = pytest.mark.docker
@@ -56,6 +57,13 @@ def variables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield values
     finally:
         make(values, "local-clean")
+
+
+def log_in(variables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients log in as the admin of the stack's .env (access control is on)."""
+    env = read_env_file(Path(variables["ENV_FILE"]))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", env["MLFLOW_AUTH_ADMIN_USERNAME"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", env["MLFLOW_AUTH_ADMIN_PASSWORD"])
 
 
 def log_runs(client: MlflowClient, workdir: Path) -> dict[str, dict]:
@@ -98,6 +106,7 @@ def test_backup_restored_into_a_fresh_stack_gives_back_runs_metrics_and_artifact
         monkeypatch.delenv(name, raising=False)
     uri = f"http://127.0.0.1:{variables['MLFLOW_PORT']}"
     make_ok(variables, "local-up")
+    log_in(variables, monkeypatch)
     logged = log_runs(MlflowClient(uri), tmp_path)
     histories = {
         run_id: [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, "loss")]
@@ -120,6 +129,7 @@ def test_backup_restored_into_a_fresh_stack_gives_back_runs_metrics_and_artifact
     make_ok(variables, "local-clean")
     Path(variables["ENV_FILE"]).unlink()  # the fresh stack gets passwords of its own
     make_ok(variables, "local-up")
+    log_in(variables, monkeypatch)
     assert MlflowClient(uri).get_experiment_by_name(EXPERIMENT) is None
 
     out = make_ok(variables, "local-restore", BACKUP=str(backup), CONFIRM="yes")

@@ -3,13 +3,17 @@
 A stack of its own (compose project, ports, .env in a temporary directory), so
 a developer's running `mlstack` stack is never touched: up, train, tune,
 promote, serve, predict, look at the UI in a real browser, down while a job
-runs, up again with everything still there, clean.
+runs, up again with everything still there, clean; then up with access control off.
+Access control is on by default: the test logs in as the admin `make local-up` wrote
+into .env, as the Makefile's targets do.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +25,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from support.images import ROOT
+from support.images import ROOT, read_env_file
+from support.login_proxy import logged_in_proxy
 from support.ports import free_port
 
 pytestmark = pytest.mark.docker
@@ -55,8 +60,30 @@ class Stack:
         assert done.returncode == 0, f"make {' '.join(targets)} failed:\n{done.stdout}{done.stderr}"
         return done.stdout
 
+    @property
+    def env(self) -> dict[str, str]:
+        return read_env_file(Path(self.variables["ENV_FILE"]))
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        return self.env["MLFLOW_AUTH_ADMIN_USERNAME"], self.env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+
     def client(self) -> MlflowClient:
+        """A client logged in as the stack's admin (MLflow reads these variables)."""
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = self.admin
         return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def container_env(self, service: str) -> dict[str, str]:
+        """The environment Docker gave one of the stack's services."""
+        (container,) = docker.from_env().containers.list(
+            filters={
+                "label": [
+                    f"com.docker.compose.project={self.project}",
+                    f"com.docker.compose.service={service}",
+                ]
+            }
+        )
+        return dict(item.partition("=")[::2] for item in container.attrs["Config"]["Env"])
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +100,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "MODEL_NAME": MODEL,
     }
     running = Stack(project=project, variables=variables)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     try:
         yield running
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         subprocess.run(
             [
                 "make",
@@ -127,9 +160,27 @@ def browse(url: str, user_data: Path, *flags: str) -> str:
 def test_01_local_up_twice_is_harmless(stack: Stack) -> None:
     out = stack.make("local-up")
     assert f"http://127.0.0.1:{stack.variables['MLFLOW_PORT']}" in out
-    assert "=__generate__" not in Path(stack.variables["ENV_FILE"]).read_text()
+    env_file = Path(stack.variables["ENV_FILE"])
+    assert "=__generate__" not in env_file.read_text()
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     stack.make("local-up")
     assert requests.get(f"{stack.tracking_uri}/health", timeout=5).text == "OK"
+
+
+def test_01b_access_control_is_on_and_secrets_reach_only_their_services(stack: Stack) -> None:
+    search = f"{stack.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=10).status_code == 401
+    ui = requests.get(f"{stack.tracking_uri}/", timeout=10)
+    assert ui.status_code == 401 and ui.headers["WWW-Authenticate"].startswith("Basic")
+    assert requests.get(search, auth=stack.admin, timeout=10).status_code == 200
+    env = stack.env
+    server = stack.container_env("tracking-server")
+    assert server["AWS_ACCESS_KEY_ID"] == env["MINIO_MLFLOW_USER"]
+    assert server["AWS_SECRET_ACCESS_KEY"] == env["MINIO_MLFLOW_PASSWORD"]
+    for secret in ("MINIO_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"):
+        assert env[secret] not in server.values(), f"the tracking server has {secret}"
+    assert env["MINIO_ROOT_PASSWORD"] not in stack.container_env("mysql").values()
+    assert env["MYSQL_ROOT_PASSWORD"] not in stack.container_env("minio").values()
 
 
 def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
@@ -153,17 +204,20 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
 
 def test_03_ui_shows_experiment_runs_and_model(stack: Stack, tmp_path: Path) -> None:
     experiment = stack.client().get_experiment_by_name(EXPERIMENT)
-    runs_page = f"{stack.tracking_uri}/#/experiments/{experiment.experiment_id}/runs"
-    dom = browse(runs_page, tmp_path / "a", "--dump-dom")
-    assert EXPERIMENT in dom
-    assert "hpo-" in dom and "train-" in dom
-    model_dom = browse(f"{stack.tracking_uri}/#/models/{MODEL}", tmp_path / "b", "--dump-dom")
-    assert MODEL in model_dom and "champion" in model_dom
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name, url in (("runs", runs_page), ("model", f"{stack.tracking_uri}/#/models/{MODEL}")):
-        shot = SCREENSHOTS / f"mlflow-ui-{name}.png"
-        browse(url, tmp_path / name, "--window-size=1400,900", f"--screenshot={shot}")
-        assert shot.stat().st_size > 10_000
+    page = f"/#/experiments/{experiment.experiment_id}/runs"
+    assert requests.get(stack.tracking_uri + page, timeout=10).status_code == 401  # log in first
+    with logged_in_proxy(stack.tracking_uri, stack.admin) as browser_view:
+        runs_page, model_page = browser_view + page, f"{browser_view}/#/models/{MODEL}"
+        dom = browse(runs_page, tmp_path / "a", "--dump-dom")
+        assert EXPERIMENT in dom
+        assert "hpo-" in dom and "train-" in dom
+        model_dom = browse(model_page, tmp_path / "b", "--dump-dom")
+        assert MODEL in model_dom and "champion" in model_dom
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for name, url in (("runs", runs_page), ("model", model_page)):
+            shot = SCREENSHOTS / f"mlflow-ui-{name}.png"
+            browse(url, tmp_path / name, "--window-size=1400,900", f"--screenshot={shot}")
+            assert shot.stat().st_size > 10_000
 
 
 def test_04_down_while_training_then_up_keeps_everything(stack: Stack, tmp_path: Path) -> None:
@@ -210,3 +264,14 @@ def test_05_local_clean_removes_the_data(stack: Stack) -> None:
         filters={"label": f"com.docker.compose.project={stack.project}"}
     )
     assert volumes == []
+
+
+def test_06_access_control_off_lets_anyone_in_and_withholds_its_secrets(stack: Stack) -> None:
+    stack.make("local-up", MLFLOW_AUTH_ENABLED="false")
+    search = f"{stack.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=10).status_code == 200
+    server = stack.container_env("tracking-server")
+    assert server["MLFLOW_AUTH_ENABLED"] == "false"
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in server
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in server
+    stack.make("local-clean", MLFLOW_AUTH_ENABLED="false")

@@ -12,6 +12,7 @@ import pytest
 from mlstack_inference.config import Settings
 from mlstack_inference.errors import StartupError
 from mlstack_inference.model_source import resolve_model_dir
+from support.ports import free_port
 
 from .models import tar_model
 
@@ -109,3 +110,16 @@ def test_model_uri_that_cannot_be_downloaded(tmp_path: Path, monkeypatch) -> Non
     settings = settings_for(tmp_path, model_uri="models:/absent@champion")
     with pytest.raises(StartupError, match=r"cannot download MODEL_URI=models:/absent@champion"):
         resolve_model_dir(settings, tmp_path / "cache")
+
+
+def test_the_tracking_uri_is_logged_without_its_credentials(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    closed = free_port()  # nothing listens: the download fails fast
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://someone:s3cret-pass@127.0.0.1:{closed}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = settings_for(tmp_path, model_uri="models:/absent@champion")
+    with caplog.at_level("INFO"), pytest.raises(StartupError) as raised:
+        resolve_model_dir(settings, tmp_path / "cache")
+    assert f"from http://***@127.0.0.1:{closed}" in caplog.text
+    assert "s3cret-pass" not in caplog.text and "s3cret-pass" not in str(raised.value)

@@ -102,6 +102,15 @@ class TrackingServer:
         return f"http://{TRACKING_ALIAS}:5000"
 
 
+@dataclass
+class AuthServer(TrackingServer):
+    """A running tracking server with access control on."""
+
+    admin: tuple[str, str] = ("admin", "")
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> value, for leak scans
+    startup_command_lines: frozenset[str] = frozenset()  # every `ps` line seen at start-up
+
+
 def wait_for_mysql(container: DockerContainer, root_password: str, timeout: float = 120) -> None:
     """Wait until the server answers on TCP (the first-start temporary server does not)."""
     deadline = time.monotonic() + timeout

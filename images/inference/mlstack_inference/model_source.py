@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -29,6 +30,13 @@ log = logging.getLogger(__name__)
 MLMODEL = "MLmodel"
 TARBALL = "model.tar.gz"
 DONE_MARKER = ".mlstack-complete"
+# user:password@ (or user@) after a scheme's //: what a URI's credentials look like.
+URI_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
+
+
+def redact_uri(text: str) -> str:
+    """text with the credentials of any URI in it replaced by ***."""
+    return URI_CREDENTIALS.sub("***@", text)
 
 
 def default_cache_root() -> Path:
@@ -114,11 +122,12 @@ def download(model_uri: str, cache_root: Path) -> Path:
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
-        log.info("downloading %s from %s", model_uri, os.environ.get("MLFLOW_TRACKING_URI", "-"))
+        tracking_uri = redact_uri(os.environ.get("MLFLOW_TRACKING_URI", "-"))
+        log.info("downloading %s from %s", redact_uri(model_uri), tracking_uri)
         try:
             mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest))
         except (MlflowException, OSError) as error:
-            message = str(getattr(error, "message", error)).splitlines()[0][:300]
+            message = redact_uri(str(getattr(error, "message", error)).splitlines()[0][:300])
             raise StartupError(
                 f"cannot download MODEL_URI={model_uri}: {message}; check MLFLOW_TRACKING_URI, "
                 "the model name and alias, and MLFLOW_TRACKING_USERNAME/PASSWORD if the "

@@ -1,12 +1,21 @@
-"""MLflow's basic-auth app: its configuration file and its one-time bootstrap."""
+"""MLflow's basic-auth app: its configuration file and its one-time bootstrap.
+
+    python -m mlstack_tracking.auth reset-admin-password
+
+sets the admin's password (and admin flag) in the auth database to the environment's
+MLFLOW_AUTH_ADMIN_PASSWORD: after a restore brought back an auth database made with
+another password, say. MLflow's bootstrap only creates a missing admin.
+"""
 
 from __future__ import annotations
 
 import configparser
 import os
+import sys
 import tempfile
 
-from mlstack_tracking.config import AuthSettings
+from mlstack_tracking.config import AuthSettings, load_settings
+from mlstack_tracking.errors import StartupError
 
 
 def write_auth_config(auth: AuthSettings) -> str:
@@ -80,3 +89,37 @@ def bootstrap_auth() -> None:
     from mlflow.server.auth import bootstrap_admin_user
 
     bootstrap_admin_user()
+
+
+def reset_admin_password(auth: AuthSettings) -> None:
+    """Give the configured admin the configured password and the admin flag."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(auth.database_uri)
+    try:
+        if store.has_user(auth.admin_username):
+            store.update_user(auth.admin_username, password=auth.admin_password, is_admin=True)
+        else:
+            store.create_user(auth.admin_username, auth.admin_password, is_admin=True)
+    finally:
+        store.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`reset-admin-password`; one line "mlstack-auth: error: ..." and exit 1 on failure."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["reset-admin-password"]:
+        sys.exit("usage: python -m mlstack_tracking.auth reset-admin-password")
+    try:
+        settings = load_settings()
+        if settings.auth is None:
+            raise StartupError("MLFLOW_AUTH_ENABLED is not true: there is no admin to reset")
+        reset_admin_password(settings.auth)
+    except StartupError as error:
+        sys.exit(f"mlstack-auth: error: {error}")
+    print(f"admin {settings.auth.admin_username!r} has the password of MLFLOW_AUTH_ADMIN_PASSWORD")
+
+
+if __name__ == "__main__":
+    main()

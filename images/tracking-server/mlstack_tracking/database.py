@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,13 @@ UNKNOWN_DATABASE = 1049
 SCHEMA_LOCK = "mlstack.schema_migration"
 SCHEMA_LOCK_TIMEOUT_S = 600
 EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception): ")
+UPGRADE_URI_VARIABLE = "MLSTACK_UPGRADE_DATABASE_URI"
+# `mlflow db upgrade <url>` itself (mlflow/db.py), but with the URL from the environment:
+# on a command line its password would show in `ps` for as long as the migration runs.
+UPGRADE_PROGRAM = (
+    "import os, mlflow.db; "
+    f"mlflow.db.upgrade.callback(url=os.environ.pop({UPGRADE_URI_VARIABLE!r}))"
+)
 
 
 def connect(
@@ -140,7 +148,8 @@ def upgrade_schema(uri: str) -> None:
     """Create the tables of an empty database, or bring an older schema up to date."""
     log.info("bringing the database schema up to date")
     result = subprocess.run(
-        [sys.executable, "-m", "mlflow", "db", "upgrade", uri],
+        [sys.executable, "-c", UPGRADE_PROGRAM],
+        env={**os.environ, UPGRADE_URI_VARIABLE: uri},
         capture_output=True,
         text=True,
         check=False,

@@ -1,0 +1,332 @@
+"""Access control on, as the local stack runs it: who may call what, and no secret leaks.
+
+One tracking server with basic-auth on (the session's `auth_server`), default permission
+NO_PERMISSIONS; the admin owns an experiment, a run and a registered model with an alias;
+`reader` is granted READ on both, `editor` EDIT.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.server import get_app_client
+from werkzeug.security import generate_password_hash
+
+from support.routes import Route, enumerate_routes
+from support.stack import AuthServer, MySQL
+
+pytestmark = pytest.mark.docker
+MODEL = "authz-model"
+AUTH_DATABASE = "mlflow_authz_users"  # the auth_server fixture's
+READER = ("reader", "reader-password-123")
+EDITOR = ("editor", "editor-password-123")
+TIMEOUT = (2, 5)
+# Open to anyone: liveness, readiness (/ready, in front of auth: says only whether the
+# database answers), the UI's static files, and MLflow's public capability discovery
+# (server-info: how the server is configured, no tenant data, by MLflow's design).
+OPEN_PREFIXES = ("/health", "/ready", "/static", "/favicon.ico")
+OPEN_SUFFIXES = ("/mlflow/server-info",)
+
+
+@dataclass(frozen=True)
+class World:
+    """What the admin made, and the values the route matrix fills paths and bodies with."""
+
+    experiment_id: str
+    run_id: str
+    values: dict[str, str]
+
+
+def cheapen_password_hashes(mysql: MySQL, users: dict[str, str]) -> None:
+    """Store the users' passwords hashed with one PBKDF2 round instead of MLflow's scrypt.
+
+    The server checks the password on every request (about 0.1-0.5 s of scrypt each on
+    this machine); the matrix makes hundreds. Who may do what is untouched.
+    """
+    for name, password in users.items():
+        digest = generate_password_hash(password, method="pbkdf2:sha256:1")
+        mysql.execute_as_root(
+            f"UPDATE `{AUTH_DATABASE}`.users SET password_hash = '{digest}' "
+            f"WHERE username = '{name}'"
+        )
+
+
+@pytest.fixture(scope="module")
+def world(auth_server: AuthServer, mysql: MySQL, monkeypatch_module) -> World:
+    url = auth_server.uri_from_host
+    monkeypatch_module.setenv("MLFLOW_TRACKING_USERNAME", auth_server.admin[0])
+    monkeypatch_module.setenv("MLFLOW_TRACKING_PASSWORD", auth_server.admin[1])
+    monkeypatch_module.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    admin = MlflowClient(tracking_uri=url)
+    experiment_id = admin.create_experiment("authz-admins")
+    run_id = admin.create_run(experiment_id).info.run_id
+    admin.log_param(run_id, "owner", "admin")
+    admin.create_registered_model(MODEL)
+    admin.create_model_version(MODEL, f"runs:/{run_id}/model", run_id=run_id)
+    admin.set_registered_model_alias(MODEL, "champion", "1")
+    users = get_app_client("basic-auth", tracking_uri=url)
+    for (name, password), permission in ((READER, "READ"), (EDITOR, "EDIT")):
+        users.create_user(name, password)
+        users.grant_user_permission(name, "experiment", experiment_id, permission)
+        users.grant_user_permission(name, "registered_model", MODEL, permission)
+    cheapen_password_hashes(mysql, dict([READER, EDITOR, auth_server.admin]))
+    values = {
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "name": MODEL,
+        "model_name": MODEL,
+        "version": "1",
+        "alias": "champion",
+        "key": "k",
+        "value": "v",
+        "username": READER[0],
+    }
+    return World(experiment_id, run_id, values)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def call(url: str, route: Route, world: World, auth, session: requests.Session) -> int:
+    """One call of the route with the world's values in its path, query and body."""
+    path = route.path(world.values)
+    kwargs = {"params": world.values} if route.method == "GET" else {"json": world.values}
+    try:
+        return session.request(
+            route.method, url + path, auth=auth, timeout=TIMEOUT, **kwargs
+        ).status_code
+    except requests.RequestException:
+        return 0  # no answer counts as refused; reported with the counts
+
+
+def is_open(route: Route) -> bool:
+    return route.template.startswith(OPEN_PREFIXES) or route.template.endswith(OPEN_SUFFIXES)
+
+
+def test_anonymous_callers_are_asked_to_log_in(auth_server: AuthServer) -> None:
+    response = requests.get(auth_server.uri_from_host + "/", timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert requests.get(auth_server.uri_from_host + "/health", timeout=10).status_code == 200
+
+
+def test_a_reader_cannot_move_an_alias_register_a_version_or_log_to_others(
+    auth_server: AuthServer, world: World
+) -> None:
+    url = auth_server.uri_from_host + "/api/2.0/mlflow"
+    get = requests.get(
+        f"{url}/registered-models/get", params={"name": MODEL}, auth=READER, timeout=10
+    )
+    assert get.status_code == 200, get.text  # READ reads
+    run = requests.get(f"{url}/runs/get", params={"run_id": world.run_id}, auth=READER, timeout=10)
+    assert run.status_code == 200, run.text
+    refused = {
+        "move the alias": (
+            "registered-models/alias",
+            {"name": MODEL, "alias": "champion", "version": "1"},
+        ),
+        "register a version": (
+            "model-versions/create",
+            {"name": MODEL, "source": f"runs:/{world.run_id}/model", "run_id": world.run_id},
+        ),
+        "start a run in the admin's experiment": (
+            "runs/create",
+            {"experiment_id": world.experiment_id},
+        ),
+        "log to the admin's run": (
+            "runs/log-parameter",
+            {"run_id": world.run_id, "key": "intruder", "value": "1"},
+        ),
+    }
+    for what, (endpoint, body) in refused.items():
+        response = requests.post(f"{url}/{endpoint}", json=body, auth=READER, timeout=10)
+        assert response.status_code == 403, f"a READ user could {what}: {response.status_code}"
+    admin = auth_server.admin
+    alias = requests.get(
+        f"{url}/registered-models/alias",
+        params={"name": MODEL, "alias": "champion"},
+        auth=admin,
+        timeout=10,
+    )
+    assert alias.json()["model_version"]["version"] == "1"
+    params = requests.get(
+        f"{url}/runs/get", params={"run_id": world.run_id}, auth=admin, timeout=10
+    )
+    assert [p["key"] for p in params.json()["run"]["data"]["params"]] == ["owner"]
+
+
+# --- the route matrix -----------------------------------------------------------------------
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+# POSTs MLflow allows any logged-in user, which change nothing anyone else owns: the UI's
+# usage events, and a call forwarded to the configured AI gateway.
+SELF_SERVICE = ("/mlflow/ui-telemetry", "/mlflow/gateway-proxy")
+
+
+def reads_only(route: Route) -> bool:
+    """A POST that only reads (MLflow's searches take their filters in a body)."""
+    last = route.template.rstrip("/").rsplit("/", 1)[-1]
+    return route.method == "POST" and ("search" in last or last.startswith(("get", "list")))
+
+
+def manages_access(route: Route) -> bool:
+    """User and permission management: the admin's (or a MANAGE holder's) alone."""
+    return "/users/" in route.template or "permissions" in route.template
+
+
+def should_refuse(caller: str, route: Route) -> bool:
+    """Whether the caller must get 401/403 (never 2xx) from this route."""
+    if is_open(route):
+        return False
+    if caller == "anonymous":
+        return True
+    if caller == "admin":
+        return False
+    if manages_access(route):
+        return route.method in MUTATING
+    if caller == "reader":
+        return (
+            route.method in MUTATING
+            and not reads_only(route)
+            and not creates_own(route)
+            and not route.template.endswith(SELF_SERVICE)
+        )
+    return False
+
+
+def creates_own(route: Route) -> bool:
+    """Creating a new experiment or registered model: any logged-in user may (and owns it)."""
+    return route.method == "POST" and route.template.endswith(
+        ("/experiments/create", "/registered-models/create")
+    )
+
+
+def calls_for(caller: str, route: Route) -> bool:
+    """Which calls the matrix makes. Each authenticated call costs the server a password
+    hash (about 0.1-0.5 s here), so the logged-in callers try the routes where a refusal is
+    expected of one of them: everything mutating, and access management; the admin's
+    answers there show the refusals come from permissions, not from malformed calls."""
+    if caller == "anonymous":
+        return True
+    return should_refuse("reader", route) or manages_access(route)
+
+
+def test_route_matrix(auth_server: AuthServer, world: World) -> None:
+    routes = enumerate_routes(auth_server.container)
+    callers = {
+        "anonymous": None,
+        "reader": READER,
+        "editor": EDITOR,
+        "admin": auth_server.admin,  # last: its calls change and delete things
+    }
+    url = auth_server.uri_from_host
+    answers: dict[tuple[str, Route], int] = {}
+    for caller, auth in callers.items():
+        chosen = [route for route in routes if calls_for(caller, route)]
+        with requests.Session() as session, ThreadPoolExecutor(max_workers=4) as pool:
+            codes = pool.map(lambda r: call(url, r, world, auth, session), chosen)  # noqa: B023
+            answers.update(
+                ((caller, route), code) for route, code in zip(chosen, codes, strict=True)
+            )
+    report = {
+        "routes": len(routes),
+        "calls": len(answers),
+        "answers": {
+            caller: dict(Counter(str(code) for (c, _), code in answers.items() if c == caller))
+            for caller in callers
+        },
+    }
+    print(json.dumps(report))
+    wrong = [
+        f"{caller} {route.method} {route.template} ({route.app}) -> {code}"
+        for (caller, route), code in answers.items()
+        if should_refuse(caller, route) and 200 <= code < 300
+    ]
+    assert not wrong, "answered 2xx to a caller who should be refused:\n" + "\n".join(wrong)
+    opened = {route.template for route in routes if 200 <= answers["anonymous", route] < 300}
+    assert all(is_open(Route("", t, "GET")) for t in opened), opened
+    assert answers["anonymous", next(r for r in routes if r.template == "/health")] == 200
+    refused_admin = [
+        f"{route.method} {route.template} -> {code}"
+        for (caller, route), code in answers.items()
+        if caller == "admin" and code in (401, 403)
+    ]
+    assert not refused_admin, refused_admin  # the admin is refused nothing
+    assert len(routes) > 100  # the apps were enumerated, not a handful of routes
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+SECRET_NAME = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+
+
+def image_texts(tag: str) -> dict[str, str]:
+    """What anyone with the image sees: `docker inspect` and `docker history`."""
+    texts = {}
+    for what, command in (
+        ("inspect", ["docker", "image", "inspect", tag]),
+        ("history", ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag]),
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            texts[f"{what} {tag}"] = done.stdout
+    return texts
+
+
+def test_no_secret_in_ps_logs_or_images(auth_server: AuthServer, world: World) -> None:
+    """Runs last in this module: the logs then include every call the matrix made."""
+    assert auth_server.startup_command_lines, "no command line was seen during start-up"
+    # The migration ran (fresh database) as its own process while the watch looked.
+    migration = ("mlflow db upgrade", "mlflow.db")  # as a command, or (now) a Python call
+    assert any(m in line for line in auth_server.startup_command_lines for m in migration)
+    logs = auth_server.container.get_logs()
+    texts = {
+        "ps during start-up": "\n".join(sorted(auth_server.startup_command_lines)),
+        "container logs": (logs[0] + logs[1]).decode(errors="replace"),
+    }
+    tags = [auth_server.container.image] + [
+        f"mlstack/{name}:{auth_server.container.image.rsplit(':', 1)[1]}"
+        for name in ("training", "inference")
+    ]
+    for tag in tags:
+        texts.update(image_texts(tag))
+    found = [
+        f"{name} in {where}"
+        for where, text in texts.items()
+        for name, value in auth_server.secrets.items()
+        if value in text
+    ]
+    client = docker.from_env()
+    for tag in tags:
+        try:
+            image_env = client.images.get(tag).attrs["Config"].get("Env") or []
+        except docker.errors.ImageNotFound:
+            continue
+        found += [
+            f"{item.split('=', 1)[0]} set in image {tag}"
+            for item in image_env
+            if any(word in item.split("=", 1)[0] for word in SECRET_NAME) and item.split("=", 1)[1]
+        ]
+    print(
+        json.dumps(
+            {
+                "command_lines_seen": len(auth_server.startup_command_lines),
+                "texts_scanned": sorted(texts),
+                "secrets_looked_for": len(auth_server.secrets),
+                "secrets_found": len(found),
+            }
+        )
+    )
+    assert not found, found
