@@ -17,12 +17,13 @@ import pymysql
 from sqlalchemy.engine import make_url
 
 from mlstack_tracking import database, schema_history
+from mlstack_tracking.collation import COLLATION as CASE_SENSITIVE_COLLATION
+from mlstack_tracking.collation import is_case_insensitive
 from mlstack_tracking.errors import StartupError
 
 log = logging.getLogger(__name__)
 
 RECOVERY = 'see README "Recovering a failed migration"'
-CASE_SENSITIVE_COLLATION = "utf8mb4_bin"  # exists on MySQL 8.x and MariaDB alike
 NEED_SUPER_FOR_TRIGGER = 1419  # ER_BINLOG_CREATE_ROUTINE_NEED_SUPER
 DB_ACCESS_DENIED = 1044
 PROBE_TABLE = "mlstack_trigger_probe"
@@ -188,7 +189,7 @@ def check_trigger_privilege(uri: str, schema: Schema) -> None:
 
 
 def _case_insensitive(charset: str, collation: str) -> bool:
-    return charset != "utf8mb4" or collation.endswith("_ci")
+    return charset != "utf8mb4" or is_case_insensitive(collation)
 
 
 def use_case_sensitive_default(uri: str) -> None:
