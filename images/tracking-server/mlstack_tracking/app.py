@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlflow.server import server_info_api
+from mlflow.server import handlers, server_info_api
 from mlflow.utils.server_info import (
     SERVER_INFO_MULTIPART_DOWNLOADS_ENABLED,
     SERVER_INFO_MULTIPART_UPLOADS_ENABLED,
@@ -35,14 +35,28 @@ def _server_info_without_presigned_urls() -> dict[str, Any]:
     return payload
 
 
+def open_backend_stores() -> None:
+    """Open this worker's tracking and model-registry stores now, before it serves.
+
+    MLflow opens them on a worker's first request, and opening retries the engine for
+    minutes (create_sqlalchemy_engine_with_retry: 10 attempts, 100 s of back-off); `mlflow
+    server` opens them only in its own process, before its workers fork. So a worker's
+    first request during a database outage waited minutes instead of failing within
+    DB_READ_TIMEOUT. Opened here, a worker that starts during an outage waits instead,
+    before it accepts a connection, while the others answer.
+    """
+    handlers.initialize_backend_stores()
+
+
 def create_app() -> Any:
     """Build the app for one worker: basic-auth when enabled, else the plain server.
 
-    Either way behind /ready, and with bounded waits on the object store.
+    Either way behind /ready, with its stores open and bounded waits on the object store.
     """
     settings = load_settings()
     bounds = settings.bounds
     bound_s3_clients(bounds.s3_connect_timeout, bounds.s3_read_timeout, bounds.s3_max_attempts)
+    open_backend_stores()
     if not settings.presigned_artifact_urls:
         server_info_api.build_server_info_payload = _server_info_without_presigned_urls
     if settings.auth is not None:
