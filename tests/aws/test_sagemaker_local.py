@@ -8,7 +8,6 @@ import json
 import subprocess
 
 import docker
-import prepare_data
 import pytest
 from mlflow import MlflowClient
 
@@ -39,7 +38,7 @@ def test_train_track_deploy_and_predict(
 ):
     training, inference = local_mode_images
     data = tmp_path / "data"
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
+    assert data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
     network_before = (
         subprocess.run(
             ["docker", "network", "inspect", "sagemaker-local"], capture_output=True
@@ -56,7 +55,7 @@ def test_train_track_deploy_and_predict(
         N_ESTIMATORS="20",
         RANDOM_STATE="7",
     )
-    result = run_aws("sagemaker_local", env, timeout=900)
+    result = run_aws("sagemaker-local", env, timeout=900)
     (tmp_path / "sagemaker_local.log").write_text(result.stderr + "\n--- stdout:\n" + result.stdout)
     assert result.returncode == 0, f"{tmp_path}/sagemaker_local.log: {result.stderr[-3000:]}"
     summary = json.loads(result.stdout)
@@ -101,7 +100,7 @@ def test_script_mode_with_entry_point_and_source_dir(
     and tagged by the image, its model.tar.gz served by the inference image."""
     training, inference = local_mode_images
     data = tmp_path / "data"
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
+    assert data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
     experiment = f"{EXPERIMENT}-script"
     env = script_env(
         MLFLOW_TRACKING_URI=tracking_server.uri_from_host,
@@ -114,7 +113,7 @@ def test_script_mode_with_entry_point_and_source_dir(
         SOURCE_DIR=str(ROOT / "examples" / "gradient_boosting"),
         ENTRY_POINT="train.py",
     )
-    result = run_aws("sagemaker_local", env, timeout=900)
+    result = run_aws("sagemaker-local", env, timeout=900)
     (tmp_path / "sagemaker_local.log").write_text(result.stderr + "\n--- stdout:\n" + result.stdout)
     assert result.returncode == 0, f"{tmp_path}/sagemaker_local.log: {result.stderr[-3000:]}"
     summary = json.loads(result.stdout)
