@@ -23,7 +23,10 @@ from pathlib import Path
 
 import requests
 
-DEFAULT_IMAGE = "mlstack/inference:0.1.0"
+from mlstack import version
+from mlstack.waiting import TimedOut, poll
+
+DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 
 
 def image_size(image: str) -> int:
@@ -54,14 +57,17 @@ def start_up(image: str, args: list[str], timeout: float = 120) -> float:
             .stdout.split(":")[-1]
             .strip()
         )
-        while time.monotonic() - started < timeout:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f"{image} did not answer /ping within {timeout} s")
+
+        def answered() -> float | None:
+            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                return time.monotonic() - started
+            return None
+
+        remaining = max(0.0, timeout - (time.monotonic() - started))
+        try:
+            return poll(answered, remaining, 0.1, ignore=(requests.RequestException,))
+        except TimedOut:
+            raise SystemExit(f"{image} did not answer /ping within {timeout} s") from None
     finally:
         subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)
 

@@ -32,11 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import local_jobs  # noqa: E402
-import prepare_data  # noqa: E402
+from mlstack import ROOT
+from mlstack import data as prepare_data
+from mlstack.local import jobs as local_jobs
 
 EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MARKER = b"train.py: started"

@@ -140,9 +140,16 @@ class LocalSettings(LoopSettings):
     mlflow_port: WholeNumber = 5000
     mlflow_tracking_token: str = ""
     db_name: str = "mlflow"
+    db_user: str = "mlflow"
+    db_password: str = ""
+    minio_mlflow_user: str = "mlflow-artifacts"
+    minio_mlflow_password: str = ""
     mlflow_auth_db_name: str = "mlflow_auth"
     artifacts_destination: str = "s3://mlflow/artifacts"
     random_state: int = 42
+    mlflow_auth_enabled: bool = True
+    mlflow_auth_admin_username: str = "admin"
+    mlflow_auth_admin_password: str = ""
 
     @property
     def network(self) -> str:
@@ -153,6 +160,15 @@ class LocalSettings(LoopSettings):
     def tracking_uri(self) -> str:
         """The tracking server as this machine reaches it."""
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def admin_login(self) -> dict[str, str]:
+        """MLflow's credential variables for the stack's admin (.env), when auth is on."""
+        if not self.mlflow_auth_enabled:
+            return {}
+        return {
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_auth_admin_username,
+            "MLFLOW_TRACKING_PASSWORD": self.require("mlflow_auth_admin_password"),
+        }
 
     def tracking_credentials(self) -> dict[str, str]:
         """The loop's MLflow credentials, a token too when set."""

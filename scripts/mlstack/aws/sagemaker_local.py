@@ -49,6 +49,7 @@ from mlstack.aws.common import (
     script_mode,
 )
 from mlstack.channels import CONTENT_TYPE, reference_payload, target_and_features
+from mlstack.ports import free_port
 from mlstack.settings import AwsSettings
 
 ROLE = "arn:aws:iam::111111111111:role/local-mode-needs-no-role"  # any ARN string will do
@@ -97,13 +98,6 @@ def quiet_hosting_thread_exit() -> None:
         previous(args)
 
     threading.excepthook = hook
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (for the local endpoint; no fixed host ports)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def require_image(tag: str) -> None:
