@@ -116,8 +116,7 @@ local-up: $(ENV_FILE) build-tracking-server ## Start MySQL, MinIO and the tracki
 
 .PHONY: local-down
 local-down: venv ## Stop the local stack (and its jobs and endpoint), keeping its data
-	$(LOOP) stop-jobs
-	docker rm --force $(SERVE_CONTAINER) >/dev/null 2>&1 || true
+	$(LOOP) stop-jobs --endpoint-container $(SERVE_CONTAINER)
 	$(COMPOSE) down
 
 .PHONY: local-clean
@@ -178,15 +177,8 @@ local-promote: venv ## Alias `champion` the best registered version of MODEL_NAM
 
 .PHONY: local-serve
 local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.0.1:SERVE_PORT
-	docker rm --force $(SERVE_CONTAINER) >/dev/null 2>&1 || true
-	docker run --detach --name $(SERVE_CONTAINER) --network $(NETWORK) \
-		--publish 127.0.0.1:$(SERVE_PORT):8080 \
-		--env MODEL_URI=models:/$(MODEL_NAME)@champion \
-		--env MLFLOW_TRACKING_URI=http://tracking-server:5000 \
-		--env MLFLOW_TRACKING_USERNAME --env MLFLOW_TRACKING_PASSWORD \
-		mlstack/inference:$(VERSION) serve >/dev/null
-	$(LOOP) wait-ready --endpoint http://127.0.0.1:$(SERVE_PORT) --container $(SERVE_CONTAINER)
-	@echo "Endpoint: http://127.0.0.1:$(SERVE_PORT)/invocations"
+	$(LOOP) serve --port $(SERVE_PORT) --container $(SERVE_CONTAINER) \
+		--image mlstack/inference:$(VERSION)
 
 # A model image: mlstack/inference with one model and a venv of exactly its requirements,
 # for models saved with other versions than the image's (no network needed at start).

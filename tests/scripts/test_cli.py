@@ -47,6 +47,7 @@ def test_the_makefile_calls_existing_commands():
     called -= {"local", "aws"}  # the LOOP and AWS variables themselves
     assert called, "the Makefile calls no mlstack command"
     assert called - tree == set()
-    # Every workflow command is on the menu (wait-ready and make-env are steps of targets).
+    # Every workflow command is on the menu (make-env runs with the system python3, before the
+    # venv exists).
     leaves = {" ".join(p) for p in commands(cli) if len(p) > 1 or p == ("build-model-image",)}
     assert leaves - called - {"local", "aws"} <= {"local make-env"}

@@ -8,6 +8,7 @@ import click
 import requests
 from docker.errors import DockerException
 
+from mlstack import version
 from mlstack.channels import ChannelError
 from mlstack.local import backup as backups
 from mlstack.local import loop as loops
@@ -112,20 +113,33 @@ def predict(ctx: click.Context, endpoint: str) -> None:
     run_loop(loops.predict, make_loop(ctx), endpoint)
 
 
-@local.command("wait-ready")
-@click.option("--endpoint", default="http://127.0.0.1:8080", show_default=True)
-@click.option("--container", default="", help="fail at once when this container stops")
-@click.option("--timeout", default=120.0, show_default=True, help="seconds")
-def wait_ready(endpoint: str, container: str, timeout: float) -> None:
-    """Wait until the endpoint's /ping answers 200 (its model is loaded)."""
-    run_loop(loops.wait_ready, endpoint, container, timeout)
+@local.command()
+@click.option("--image", "image", help="inference image [default mlstack/inference:VERSION]")
+@click.option("--container", default="mlstack-inference", show_default=True)
+@click.option("--port", default=8080, show_default=True, help="on 127.0.0.1")
+@click.option("--timeout", default=120.0, show_default=True, help="seconds to wait for /ping")
+@click.pass_context
+def serve(ctx: click.Context, image: str | None, container: str, port: int, timeout: float) -> None:
+    """Serve models:/MODEL_NAME@champion on 127.0.0.1:PORT; wait until it answers /ping."""
+    run_loop(
+        loops.serve,
+        make_loop(ctx),
+        image or f"mlstack/inference:{version()}",
+        container,
+        port,
+        timeout,
+    )
 
 
 @local.command("stop-jobs")
+@click.option("--endpoint-container", help="also remove this endpoint's container")
 @click.pass_context
-def stop_jobs(ctx: click.Context) -> None:
-    """Stop the stack's running training jobs (their runs end KILLED, never RUNNING)."""
+def stop_jobs(ctx: click.Context, endpoint_container: str | None) -> None:
+    """Stop the stack's running training jobs (their runs end KILLED, never RUNNING) and,
+    with --endpoint-container, remove the endpoint."""
     run_loop(loops.stop_jobs, make_loop(ctx).network)
+    if endpoint_container:
+        run_loop(loops.remove_endpoint, endpoint_container)
 
 
 def backup_settings(ctx: click.Context, project: str | None) -> LocalSettings:

@@ -1,4 +1,4 @@
-"""The local loop: train, hpo, promote, predict, wait-ready, stop-jobs on the local stack.
+"""The local loop: train, hpo, promote, serve, predict, stop-jobs on the local stack.
 
 `mlstack local ...` (the Makefile's local-* targets) calls these with a `Loop`: the stack's
 settings (`LocalSettings`) with the command line's overrides. Each prints what it did; a
@@ -7,6 +7,7 @@ failure is a JobError whose one line the CLI prints as "local_loop: error: ...".
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -336,6 +337,46 @@ def wait_ready(endpoint: str, container: str, timeout: float) -> None:
     except TimedOut:
         raise JobError(f"{endpoint}/ping did not answer 200 within {timeout:.0f} s") from None
     print(f"{endpoint} is ready")
+
+
+def serve(loop: Loop, image: str, container: str, port: int, timeout: float) -> None:
+    """Serve models:/MODEL_NAME@champion with the inference image on 127.0.0.1:port, in the
+    stack's network (replacing an earlier endpoint of that name); wait until it is ready."""
+    from docker.errors import ImageNotFound, NotFound
+
+    client = local_jobs.docker_client()
+    with contextlib.suppress(NotFound):
+        client.containers.get(container).remove(force=True)
+    environment = {
+        "MODEL_URI": f"models:/{loop.model_name}@champion",
+        "MLFLOW_TRACKING_URI": loop.tracking_uri_in_network,
+        **loop.settings.tracking_credentials(),  # environment, never a command line
+    }
+    try:
+        client.containers.run(
+            image,
+            ["serve"],
+            name=container,
+            detach=True,
+            network=loop.network,
+            ports={"8080/tcp": ("127.0.0.1", port)},
+            environment=environment,
+        )
+    except ImageNotFound:
+        raise JobError(f"image {image} is missing: run `make build-inference`") from None
+    except NotFound:
+        raise JobError(f"network {loop.network} does not exist: run `make local-up`") from None
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_ready(endpoint, container, timeout)
+    print(f"Endpoint: {endpoint}/invocations")
+
+
+def remove_endpoint(container: str) -> None:
+    """Remove the endpoint's container, if there is one."""
+    from docker.errors import NotFound
+
+    with contextlib.suppress(NotFound):
+        local_jobs.docker_client().containers.get(container).remove(force=True)
 
 
 def stop_jobs(network: str) -> None:
