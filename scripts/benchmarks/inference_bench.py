@@ -34,7 +34,7 @@ from pathlib import Path
 import requests
 
 from mlstack.ports import free_port
-from mlstack.waiting import TimedOut, poll
+from mlstack.waiting import TimedOut, until_ok
 
 DEFAULT_IMAGE = "mlstack/inference:0.1.0"
 TARGET_THROUGHPUT_RATIO = 10.0
@@ -98,16 +98,14 @@ def make_model(path: Path) -> tuple[Path, str]:
 def wait_for_ping(url: str, what: str, started: float, timeout: float, alive) -> float:
     """Seconds from `started` (time.monotonic) until GET url/ping answers 200."""
 
-    def answered() -> float | None:
+    def check_alive() -> None:
         if not alive():
             raise BenchError(f"{what} exited before answering /ping")
-        if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-            return time.monotonic() - started
-        return None
 
     remaining = max(0.0, timeout - (time.monotonic() - started))
     try:
-        return poll(answered, remaining, 0.2, ignore=(requests.RequestException,))
+        until_ok(f"{url}/ping", remaining, 0.2, check_alive)
+        return time.monotonic() - started
     except TimedOut:
         raise BenchError(f"{what} did not answer /ping within {timeout:.0f} s") from None
 

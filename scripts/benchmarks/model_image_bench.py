@@ -21,10 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import requests
-
 from mlstack import version
-from mlstack.waiting import TimedOut, poll
+from mlstack.waiting import TimedOut, until_ok
 
 DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 
@@ -58,14 +56,10 @@ def start_up(image: str, args: list[str], timeout: float = 120) -> float:
             .strip()
         )
 
-        def answered() -> float | None:
-            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                return time.monotonic() - started
-            return None
-
         remaining = max(0.0, timeout - (time.monotonic() - started))
         try:
-            return poll(answered, remaining, 0.1, ignore=(requests.RequestException,))
+            until_ok(f"http://127.0.0.1:{port}/ping", remaining, 0.1)
+            return time.monotonic() - started
         except TimedOut:
             raise SystemExit(f"{image} did not answer /ping within {timeout} s") from None
     finally:

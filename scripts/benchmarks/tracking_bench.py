@@ -17,25 +17,19 @@ import threading
 import time
 
 import docker
-import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from mlstack import ROOT, version
 from mlstack.ports import free_port
 from mlstack.settings import LocalSettings, export_for_libraries, load
-from mlstack.waiting import TimedOut, poll
+from mlstack.waiting import TimedOut, until_ok
 
 
 def wait_healthy(url: str, timeout: float = 120) -> None:
     """Until url/health answers."""
     try:
-        poll(
-            lambda: requests.get(f"{url}/health", timeout=2).ok or None,
-            timeout,
-            1,
-            ignore=(requests.RequestException,),
-        )
+        until_ok(f"{url}/health", timeout, 1)
     except TimedOut:
         raise SystemExit(
             f"tracking_bench: error: {url} did not become healthy in {timeout:.0f} s"

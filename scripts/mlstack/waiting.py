@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -46,3 +47,26 @@ def poll(
         return retrying(attempt)
     except RetryError:
         raise TimedOut(f"not done within {timeout:.0f} s") from None
+
+
+def until_ok(
+    url: str,
+    timeout: float,
+    interval: float,
+    check_alive: Callable[[], None] | None = None,
+) -> float:
+    """Wait until GET url answers 200 (a server's /ping or /health); the seconds it took.
+
+    check_alive raises when what should answer has died (its container exited), which ends
+    the wait at once; connection errors count as not yet. TimedOut after timeout seconds."""
+    import requests
+
+    started = time.monotonic()
+
+    def answered() -> bool | None:
+        if check_alive is not None:
+            check_alive()
+        return True if requests.get(url, timeout=2).status_code == 200 else None
+
+    poll(answered, timeout, interval, ignore=(requests.RequestException,))
+    return time.monotonic() - started

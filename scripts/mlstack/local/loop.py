@@ -23,7 +23,7 @@ from mlstack.local import jobs as local_jobs
 from mlstack.local.jobs import JobError, JobResult
 from mlstack.settings import LocalSettings
 from mlstack.tuning import OBJECTIVE, RANGES
-from mlstack.waiting import TimedOut, poll
+from mlstack.waiting import TimedOut, until_ok
 
 PROGRAM = "local_loop"
 
@@ -322,18 +322,12 @@ def wait_ready(endpoint: str, container: str, timeout: float) -> None:
     """Wait until the endpoint's /ping answers 200 (the model is loaded); fail at once when
     its container stops."""
 
-    def ready() -> bool | None:
-        try:
-            if requests.get(f"{endpoint}/ping", timeout=2).status_code == 200:
-                return True
-        except requests.RequestException:
-            pass
+    def alive() -> None:
         if container and not local_jobs.is_running(local_jobs.docker_client(), container):
             raise JobError(f"container {container} stopped: see `docker logs {container}`")
-        return None
 
     try:
-        poll(ready, timeout=timeout, interval=1)
+        until_ok(f"{endpoint}/ping", timeout, 1, alive)
     except TimedOut:
         raise JobError(f"{endpoint}/ping did not answer 200 within {timeout:.0f} s") from None
     print(f"{endpoint} is ready")
