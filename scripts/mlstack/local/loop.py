@@ -39,22 +39,6 @@ class Loop:
     jobs_dir: Path = Path(".jobs")
     image: str = field(default_factory=lambda: f"mlstack/training:{project_version()}")
 
-    @property
-    def data_dir(self) -> Path:
-        return self.settings.data_dir
-
-    @property
-    def experiment_name(self) -> str:
-        return self.settings.experiment_name
-
-    @property
-    def model_name(self) -> str:
-        return self.settings.model_name
-
-    @property
-    def random_state(self) -> int:
-        return self.settings.random_state
-
 
 def data_spec(data_dir: Path) -> dict[str, str]:
     """features and target as `mlstack data` recorded them beside the channels."""
@@ -67,10 +51,10 @@ def data_spec(data_dir: Path) -> dict[str, str]:
 def base_hyperparameters(loop: Loop) -> dict[str, str]:
     """What every job of this stack gets: data spec, tracking, experiment, seed."""
     return {
-        **data_spec(loop.data_dir),
+        **data_spec(loop.settings.data_dir),
         "tracking_uri": loop.tracking_uri_in_network,
-        "experiment_name": loop.experiment_name,
-        "random-state": str(loop.random_state),
+        "experiment_name": loop.settings.experiment_name,
+        "random-state": str(loop.settings.random_state),
     }
 
 
@@ -100,7 +84,7 @@ def train(loop: Loop) -> None:
         hyperparameters["registered-model-name"] = loop.settings.registered_model_name
     hyperparameters = with_script(hyperparameters, script, name)
     job_dir = loop.jobs_dir / name
-    local_jobs.write_job_dir(job_dir, loop.data_dir, hyperparameters, script)
+    local_jobs.write_job_dir(job_dir, loop.settings.data_dir, hyperparameters, script)
     result = local_jobs.run_job(
         client,
         loop.image,
@@ -134,13 +118,14 @@ def hpo(loop: Loop, jobs: int, parallel: int) -> None:
     script = script_of(loop)  # checked before anything starts
     tracking = MlflowClient(tracking_uri=loop.tracking_uri)
     mlflow.set_tracking_uri(loop.tracking_uri)
-    experiment = tuning.experiment_id(tracking, loop.experiment_name)
+    experiment = tuning.experiment_id(tracking, loop.settings.experiment_name)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     backend = LocalJobs(loop, local_jobs.docker_client(), tracking, stamp, jobs, parallel, script)
 
     def register(parent_id: str, best: tuning.Best) -> None:
-        version_ = mlflow.register_model(model_of_run(best.run_id or ""), loop.model_name)
-        print(f"registered {loop.model_name} version {version_.version} from run {best.run_id}")
+        name = loop.settings.model_name
+        version_ = mlflow.register_model(model_of_run(best.run_id or ""), name)
+        print(f"registered {name} version {version_.version} from run {best.run_id}")
 
     tags = {"mlstack.entry_point": script.entry_point} if script else {}
     params = tuning.search_space(jobs, parallel)
@@ -183,7 +168,7 @@ class LocalJobs:
         """Run the trials, `parallel` at a time; print progress and the summary; the best."""
         loop = self.loop
         base = {**base_hyperparameters(loop), "parent-run-id": parent_run_id}
-        trials = [{**base, **point} for point in sample_grid(self.jobs, loop.random_state)]
+        trials = [{**base, **point} for point in sample_grid(self.jobs, loop.settings.random_state)]
         credentials = loop.settings.tracking_credentials()
         results: list[JobResult] = []
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
@@ -192,7 +177,7 @@ class LocalJobs:
                 name = f"hpo-{self.stamp}-{index:03d}"
                 trial = with_script(point, self.script, name)
                 job_dir = loop.jobs_dir / name
-                local_jobs.write_job_dir(job_dir, loop.data_dir, trial, self.script)
+                local_jobs.write_job_dir(job_dir, loop.settings.data_dir, trial, self.script)
                 pending.add(
                     pool.submit(
                         local_jobs.run_job,
@@ -275,7 +260,7 @@ def promote(loop: Loop) -> None:
     """Alias `champion` the registered version whose run has the lowest objective."""
     from mlflow import MlflowClient
 
-    model_name = loop.model_name
+    model_name = loop.settings.model_name
     tracking = MlflowClient(tracking_uri=loop.tracking_uri)
     versions = tracking.search_model_versions(f"name='{model_name}'")
     if not versions:
@@ -296,8 +281,8 @@ def predict(loop: Loop, endpoint: str) -> None:
     """Send the first test row as the reference does and print the prediction."""
     import pandas as pd
 
-    spec = data_spec(loop.data_dir)
-    test_csv = loop.data_dir / "test" / "test.csv"
+    spec = data_spec(loop.settings.data_dir)
+    test_csv = loop.settings.data_dir / "test" / "test.csv"
     features = spec["features"].split()
     try:
         payload = reference_payload(test_csv, spec["target"], features)
@@ -342,7 +327,7 @@ def serve(loop: Loop, image: str, container: str, port: int, timeout: float) -> 
     with contextlib.suppress(NotFound):
         client.containers.get(container).remove(force=True)
     environment = {
-        "MODEL_URI": f"models:/{loop.model_name}@champion",
+        "MODEL_URI": f"models:/{loop.settings.model_name}@champion",
         "MLFLOW_TRACKING_URI": loop.tracking_uri_in_network,
         **loop.settings.tracking_credentials(),  # environment, never a command line
     }
