@@ -33,10 +33,11 @@ from pathlib import Path
 
 import requests
 
+from mlstack import version
 from mlstack.ports import free_port
 from mlstack.waiting import TimedOut, until_ok
 
-DEFAULT_IMAGE = "mlstack/inference:0.1.0"
+DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 TARGET_THROUGHPUT_RATIO = 10.0
 TARGET_P99_RATIO = 0.1
 WRK_SCRIPT = """wrk.method = "POST"

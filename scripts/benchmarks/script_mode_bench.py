@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlstack import ROOT
+from mlstack import ROOT, version
 from mlstack import data as prepare_data
 from mlstack.local import jobs as local_jobs
 
@@ -84,7 +84,7 @@ def time_job(image: str, directory: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default="mlstack/training:0.1.0")
+    parser.add_argument("--image", default=f"mlstack/training:{version()}")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="script-mode-bench-") as tmp:
