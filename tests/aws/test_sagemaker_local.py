@@ -11,6 +11,7 @@ import docker
 import pytest
 from mlflow import MlflowClient
 
+from mlstack import data as prepare_data
 from support.images import ROOT, build_project_image
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]
@@ -38,7 +39,7 @@ def test_train_track_deploy_and_predict(
 ):
     training, inference = local_mode_images
     data = tmp_path / "data"
-    assert data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
+    assert prepare_data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
     network_before = (
         subprocess.run(
             ["docker", "network", "inspect", "sagemaker-local"], capture_output=True
@@ -100,7 +101,7 @@ def test_script_mode_with_entry_point_and_source_dir(
     and tagged by the image, its model.tar.gz served by the inference image."""
     training, inference = local_mode_images
     data = tmp_path / "data"
-    assert data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
+    assert prepare_data.main(["--dataset", "diabetes", "--output", str(data)]) == 0
     experiment = f"{EXPERIMENT}-script"
     env = script_env(
         MLFLOW_TRACKING_URI=tracking_server.uri_from_host,
