@@ -141,8 +141,12 @@ def model_of_run(run_id: str) -> str:
     MLflow 2.x client logs models as run artifacts, runs:/RUN/model."""
     import mlflow
 
+    # In the run's own experiment (a script may log to another than the tuning's).
+    experiment = mlflow.MlflowClient().get_run(run_id).info.experiment_id
     logged = mlflow.search_logged_models(
-        filter_string=f"source_run_id = '{run_id}'", output_format="list"
+        experiment_ids=[experiment],
+        filter_string=f"source_run_id = '{run_id}'",
+        output_format="list",
     )
     if logged:
         return f"models:/{logged[0].model_id}"
