@@ -10,6 +10,8 @@ export PYTHON_BASE_IMAGE MYSQL_IMAGE MINIO_IMAGE VERSION
 
 VENV := .venv
 PY := $(VENV)/bin/python
+# The command-line tool (scripts/mlstack, installed into the venv): every workflow below.
+MLSTACK = $(VENV)/bin/mlstack --env-file $(ENV_FILE)
 IMAGES := tracking-server training inference
 
 # The local stack's settings live in $(ENV_FILE); these few the Makefile needs too.
@@ -46,24 +48,26 @@ SCRIPT_ARGS := $(if $(SOURCE_DIR)$(ENTRY_POINT),--source-dir "$(SOURCE_DIR)" --e
 SERVE_PORT ?= 8080
 NETWORK := $(COMPOSE_PROJECT)_default
 SERVE_CONTAINER := $(COMPOSE_PROJECT)-inference
-LOOP := $(PY) scripts/local_loop.py --network $(NETWORK) \
+LOOP = $(MLSTACK) local --network $(NETWORK) \
 	--tracking-uri http://127.0.0.1:$(MLFLOW_PORT) --experiment-name $(EXPERIMENT_NAME) \
 	--model-name $(MODEL_NAME) --data-dir data/$(DATASET) --image mlstack/training:$(VERSION)
 
 .PHONY: help
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "The workflows run the mlstack command: .venv/bin/mlstack --help (README: The mlstack command)."
 
 # --- set-up -------------------------------------------------------------------------------
 
-$(VENV)/.installed: requirements-dev.txt requirements-aws.txt
+$(VENV)/.installed: requirements-dev.txt requirements-aws.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -r requirements-aws.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create the host virtualenv with the test and script dependencies
+venv: $(VENV)/.installed ## Create the host virtualenv (test and script dependencies, the `mlstack` command)
 
 .PHONY: offline-images
 offline-images: ## Build local stand-ins for public images where no registry is reachable
@@ -100,7 +104,7 @@ test-aws: venv ## Run the AWS tests only (moto, a local registry, SageMaker loca
 
 # Always run: creates .env (0600), or tightens and completes an existing one.
 $(ENV_FILE): FORCE
-	@python3 scripts/make_env.py .env.example $(ENV_FILE)
+	@python3 scripts/mlstack/local/make_env.py .env.example $(ENV_FILE)
 
 .PHONY: FORCE
 FORCE:
@@ -113,8 +117,7 @@ local-up: $(ENV_FILE) build-tracking-server ## Start MySQL, MinIO and the tracki
 
 .PHONY: local-down
 local-down: venv ## Stop the local stack (and its jobs and endpoint), keeping its data
-	$(LOOP) stop-jobs
-	docker rm --force $(SERVE_CONTAINER) >/dev/null 2>&1 || true
+	$(LOOP) stop-jobs --endpoint-container $(SERVE_CONTAINER)
 	$(COMPOSE) down
 
 .PHONY: local-clean
@@ -139,28 +142,27 @@ local-convert-collation: $(ENV_FILE) build-tracking-server ## Stop the tracking 
 	$(COMPOSE) up --detach --wait --wait-timeout 300
 
 BACKUP_ROOT ?= backups
-BACKUPS := $(PY) scripts/local_backup.py --project $(COMPOSE_PROJECT) --env-file $(ENV_FILE)
 
 .PHONY: local-backup
 local-backup: venv ## Dump the stack's databases and artifact bucket into BACKUP_ROOT/YYYYmmdd-HHMMSS/
-	$(BACKUPS) backup --into $(BACKUP_ROOT)
+	$(MLSTACK) local backup --project $(COMPOSE_PROJECT) --into $(BACKUP_ROOT)
 
 .PHONY: local-restore
 local-restore: venv ## Replace the stack's databases and bucket by BACKUP=backups/<stamp> (needs CONFIRM=yes)
 	$(if $(BACKUP),,$(error give the backup to restore: make local-restore BACKUP=backups/<stamp> CONFIRM=yes))
-	$(BACKUPS) restore $(BACKUP) $(if $(filter yes,$(CONFIRM)),--yes)
+	$(MLSTACK) local restore --project $(COMPOSE_PROJECT) $(BACKUP) $(if $(filter yes,$(CONFIRM)),--yes)
 
 # --- the loop -----------------------------------------------------------------------------
 
 data/$(DATASET)/hyperparameters.json: | venv
-	$(PY) scripts/prepare_data.py --dataset $(DATASET) --output data/$(DATASET)
+	$(MLSTACK) data --dataset $(DATASET) --output data/$(DATASET)
 
 .PHONY: data
 data: data/$(DATASET)/hyperparameters.json ## Write train/test channels to data/DATASET (diabetes, california)
 
 .PHONY: data-csv
 data-csv: venv ## Channels from your CSV: make data-csv CSV=path TARGET=column (then DATASET=custom)
-	$(PY) scripts/prepare_data.py --csv $(CSV) --target $(TARGET) --output data/custom
+	$(MLSTACK) data --csv $(CSV) --target $(TARGET) --output data/custom
 
 .PHONY: local-train
 local-train: venv data build-training ## One SageMaker-style training job against the stack (N_ESTIMATORS=, MIN_SAMPLES_LEAF=; SOURCE_DIR= ENTRY_POINT= for your script)
@@ -176,15 +178,8 @@ local-promote: venv ## Alias `champion` the best registered version of MODEL_NAM
 
 .PHONY: local-serve
 local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.0.1:SERVE_PORT
-	docker rm --force $(SERVE_CONTAINER) >/dev/null 2>&1 || true
-	docker run --detach --name $(SERVE_CONTAINER) --network $(NETWORK) \
-		--publish 127.0.0.1:$(SERVE_PORT):8080 \
-		--env MODEL_URI=models:/$(MODEL_NAME)@champion \
-		--env MLFLOW_TRACKING_URI=http://tracking-server:5000 \
-		--env MLFLOW_TRACKING_USERNAME --env MLFLOW_TRACKING_PASSWORD \
-		mlstack/inference:$(VERSION) serve >/dev/null
-	$(LOOP) wait-ready --endpoint http://127.0.0.1:$(SERVE_PORT) --container $(SERVE_CONTAINER)
-	@echo "Endpoint: http://127.0.0.1:$(SERVE_PORT)/invocations"
+	$(LOOP) serve --port $(SERVE_PORT) --container $(SERVE_CONTAINER) \
+		--image mlstack/inference:$(VERSION)
 
 # A model image: mlstack/inference with one model and a venv of exactly its requirements,
 # for models saved with other versions than the image's (no network needed at start).
@@ -194,7 +189,7 @@ MODEL_IMAGE ?= mlstack/model-$(MODEL_NAME):$(VERSION)
 .PHONY: build-model-image
 build-model-image: venv build-inference ## Image serving MODEL_URI (a model dir, models:/ or runs:/) in its own environment, tagged MODEL_IMAGE
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
-	$(PY) scripts/model_image.py --model-uri '$(MODEL_URI)' --image '$(MODEL_IMAGE)' \
+	$(MLSTACK) build-model-image --model-uri '$(MODEL_URI)' --image '$(MODEL_IMAGE)' \
 		--base mlstack/inference:$(VERSION)
 
 .PHONY: local-predict
@@ -213,33 +208,33 @@ demo: ## Everything in order: stack, data, train, tune, promote, serve, predict
 # --- AWS ----------------------------------------------------------------------------------
 # Real runs need an AWS account (AWS_PROFILE / AWS_REGION); the tests use moto.
 
-AWS := PYTHONPATH=scripts $(PY) -m
+AWS = $(MLSTACK) aws
 
 .PHONY: push
 push: venv ## Build the images for linux/amd64, push them to ECR, print their URIs (MODEL_IMAGE=name:tag: push that model image only)
-	$(AWS) aws.push $(if $(filter command line environment,$(origin MODEL_IMAGE)),--model-image '$(MODEL_IMAGE)')
+	$(AWS) push $(if $(filter command line environment,$(origin MODEL_IMAGE)),--model-image '$(MODEL_IMAGE)')
 
 .PHONY: sagemaker-local
 sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict (SOURCE_DIR= ENTRY_POINT=)
 	MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) EXPERIMENT_NAME=$(EXPERIMENT_NAME) \
 	DATA_DIR=data/$(DATASET) N_ESTIMATORS=$(N_ESTIMATORS) MIN_SAMPLES_LEAF=$(MIN_SAMPLES_LEAF) \
 	SOURCE_DIR="$(SOURCE_DIR)" ENTRY_POINT="$(ENTRY_POINT)" \
-	$(AWS) aws.sagemaker_local
+	$(AWS) sagemaker-local
 
 .PHONY: deploy-fargate
 deploy-fargate: venv ## Create or update the Fargate tracking server (VPC_ID, LB_SUBNET_IDS, PRIVATE_SUBNET_IDS); print its URL
-	$(AWS) aws.deploy_fargate
+	$(AWS) deploy-fargate
 
 .PHONY: deploy-endpoint
 deploy-endpoint: venv ## Deploy MODEL_NAME@champion to a SageMaker endpoint (MLFLOW_TRACKING_URI, SAGEMAKER_ROLE_ARN, MODEL_S3_URI or MODEL_IMAGE_URI)
-	MODEL_NAME=$(MODEL_NAME) $(AWS) aws.deploy_endpoint
+	MODEL_NAME=$(MODEL_NAME) $(AWS) deploy-endpoint
 
 .PHONY: invoke-endpoint
 invoke-endpoint: venv data ## Send the reference's request (the first test row) to the SageMaker endpoint
-	MODEL_NAME=$(MODEL_NAME) TEST_CSV=data/$(DATASET)/test/test.csv $(AWS) aws.invoke_endpoint
+	MODEL_NAME=$(MODEL_NAME) TEST_CSV=data/$(DATASET)/test/test.csv $(AWS) invoke
 
 .PHONY: tune
 tune: venv data ## SageMaker hyperparameter tuning, each job under one MLflow parent run (SOURCE_DIR= ENTRY_POINT=)
 	EXPERIMENT_NAME=$(EXPERIMENT_NAME) DATA_DIR=data/$(DATASET) TUNING_MAX_JOBS=$(HPO_JOBS) \
 	SOURCE_DIR="$(SOURCE_DIR)" ENTRY_POINT="$(ENTRY_POINT)" \
-	TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) $(AWS) aws.tune
+	TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) $(AWS) tune

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,11 @@ from pathlib import Path
 
 import requests
 
-DEFAULT_IMAGE = "mlstack/inference:0.1.0"
+from mlstack import version
+from mlstack.ports import free_port
+from mlstack.waiting import TimedOut, until_ok
+
+DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 TARGET_THROUGHPUT_RATIO = 10.0
 TARGET_P99_RATIO = 0.1
 WRK_SCRIPT = """wrk.method = "POST"
@@ -70,12 +73,6 @@ class Result:
     socket_errors: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def make_model(path: Path) -> tuple[Path, str]:
     """The reference's model, saved as the training image saves it; and one-row JSON."""
     import mlflow.sklearn
@@ -101,16 +98,17 @@ def make_model(path: Path) -> tuple[Path, str]:
 
 def wait_for_ping(url: str, what: str, started: float, timeout: float, alive) -> float:
     """Seconds from `started` (time.monotonic) until GET url/ping answers 200."""
-    while time.monotonic() - started < timeout:
+
+    def check_alive() -> None:
         if not alive():
             raise BenchError(f"{what} exited before answering /ping")
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return time.monotonic() - started
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"{what} did not answer /ping within {timeout:.0f} s")
+
+    remaining = max(0.0, timeout - (time.monotonic() - started))
+    try:
+        until_ok(f"{url}/ping", remaining, 0.2, check_alive)
+        return time.monotonic() - started
+    except TimedOut:
+        raise BenchError(f"{what} did not answer /ping within {timeout:.0f} s") from None
 
 
 def post(url: str, body: str) -> tuple[int, str]:

@@ -21,9 +21,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import requests
+from mlstack import version
+from mlstack.waiting import TimedOut, until_ok
 
-DEFAULT_IMAGE = "mlstack/inference:0.1.0"
+DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 
 
 def image_size(image: str) -> int:
@@ -54,14 +55,13 @@ def start_up(image: str, args: list[str], timeout: float = 120) -> float:
             .stdout.split(":")[-1]
             .strip()
         )
-        while time.monotonic() - started < timeout:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f"{image} did not answer /ping within {timeout} s")
+
+        remaining = max(0.0, timeout - (time.monotonic() - started))
+        try:
+            until_ok(f"http://127.0.0.1:{port}/ping", remaining, 0.1)
+            return time.monotonic() - started
+        except TimedOut:
+            raise SystemExit(f"{image} did not answer /ping within {timeout} s") from None
     finally:
         subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)
 

@@ -32,11 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import local_jobs  # noqa: E402
-import prepare_data  # noqa: E402
+from mlstack import ROOT, version
+from mlstack import data as prepare_data
+from mlstack.local import jobs as local_jobs
 
 EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MARKER = b"train.py: started"
@@ -86,7 +84,7 @@ def time_job(image: str, directory: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default="mlstack/training:0.1.0")
+    parser.add_argument("--image", default=f"mlstack/training:{version()}")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="script-mode-bench-") as tmp:

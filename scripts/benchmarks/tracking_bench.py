@@ -12,51 +12,37 @@ One "run" = create_run + log_batch(100 metrics, 1 param) + set_terminated.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import docker
-import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a dotenv file."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs if not k.lstrip().startswith("#")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from mlstack import ROOT, version
+from mlstack.ports import free_port
+from mlstack.settings import LocalSettings, export_for_libraries, load
+from mlstack.waiting import TimedOut, until_ok
 
 
 def wait_healthy(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"tracking_bench: error: {url} did not become healthy in {timeout:.0f} s")
+    """Until url/health answers."""
+    try:
+        until_ok(f"{url}/health", timeout, 1)
+    except TimedOut:
+        raise SystemExit(
+            f"tracking_bench: error: {url} did not become healthy in {timeout:.0f} s"
+        ) from None
 
 
-def start_stock_server(env: dict[str, str], version: str, port: int):
+def start_stock_server(settings: LocalSettings, port: int):
     """Stock `mlflow server` with its defaults, from our image (same mlflow, same drivers)."""
-    backend = f"mysql+pymysql://{env['DB_USER']}:{env['DB_PASSWORD']}@mysql:3306/{env['DB_NAME']}"
+    password = settings.require("db_password")
+    backend = f"mysql+pymysql://{settings.db_user}:{password}@mysql:3306/{settings.db_name}"
     client = docker.from_env()
     return client.containers.run(
-        f"mlstack/tracking-server:{version}",
+        f"mlstack/tracking-server:{version()}",
         entrypoint=["mlflow", "server"],
         command=[
             "--host",
@@ -66,15 +52,15 @@ def start_stock_server(env: dict[str, str], version: str, port: int):
             "--backend-store-uri",
             backend,
             "--artifacts-destination",
-            env["ARTIFACTS_DESTINATION"],
+            settings.artifacts_destination,
             "--serve-artifacts",
         ],
         environment={
-            "AWS_ACCESS_KEY_ID": env.get("MINIO_MLFLOW_USER", "mlflow-artifacts"),
-            "AWS_SECRET_ACCESS_KEY": env["MINIO_MLFLOW_PASSWORD"],
+            "AWS_ACCESS_KEY_ID": settings.minio_mlflow_user,
+            "AWS_SECRET_ACCESS_KEY": settings.require("minio_mlflow_password"),
             "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
         },
-        network="mlstack_default",
+        network=settings.network,
         ports={"5000/tcp": ("127.0.0.1", port)},
         detach=True,
         remove=False,
@@ -119,21 +105,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
     parser.add_argument("--ours", default=None, help="our server's URL (default: the stack's)")
     args = parser.parse_args()
-    env = read_env(ROOT / ".env")
-    version = (ROOT / "VERSION").read_text().strip()
-    ours = args.ours or f"http://127.0.0.1:{env.get('MLFLOW_PORT', '5000')}"
+    settings = load(LocalSettings, ROOT / ".env")
+    ours = args.ours or settings.tracking_uri
     wait_healthy(ours)
     port = free_port()
-    stock_container = start_stock_server(env, version, port)
+    stock_container = start_stock_server(settings, port)
     try:
         stock = f"http://127.0.0.1:{port}"
         wait_healthy(stock)
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         # The stack's access control (on unless .env says false): log in as its admin;
         # the stock server, without auth, ignores the header.
-        if env.get("MLFLOW_AUTH_ENABLED", "true").lower() != "false":
-            os.environ["MLFLOW_TRACKING_USERNAME"] = env.get("MLFLOW_AUTH_ADMIN_USERNAME", "admin")
-            os.environ["MLFLOW_TRACKING_PASSWORD"] = env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+        export_for_libraries({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", **settings.admin_login()})
         servers = {"stock mlflow server": stock, "mlstack tracking-server": ours}
         rounds: dict[str, list[float]] = {name: [] for name in servers}
         for url in servers.values():

@@ -17,26 +17,14 @@ import boto3
 import pytest
 import requests
 
+from mlstack.settings import ALL_SETTINGS, env_names
 from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 REGISTRY_BINARY = "docker-registry"
-# What scripts/aws reads besides AWS_* and MLFLOW_*: never inherited from the caller's shell.
-SCRIPT_SETTINGS = {
-    "PYTHONPATH", "PYTHON_BASE_IMAGE", "PUSH_ALLOW_DIRTY", "ECR_REGISTRY_OVERRIDE",
-    "STACK_NAME", "TRACKING_SERVER_IMAGE_URI", "VPC_ID", "LB_SUBNET_IDS", "PRIVATE_SUBNET_IDS",
-    "LB_SCHEME", "CLIENT_CIDR", "CERTIFICATE_ARN", "DOMAIN_NAME", "DB_MULTI_AZ",
-    "DB_DELETION_PROTECTION", "STACK_PARAMETERS", "MODEL_NAME", "MODEL_ALIAS",
-    "SAGEMAKER_ROLE_ARN", "MODEL_S3_URI", "INFERENCE_IMAGE_URI", "ENDPOINT_NAME",
-    "SAGEMAKER_INSTANCE_TYPE", "SAGEMAKER_INSTANCE_COUNT", "TEST_CSV", "TARGET", "FEATURES",
-    "DATA_DIR", "EXPERIMENT_NAME", "TRAINING_TRACKING_URI", "TRAINING_IMAGE_URI",
-    "DATA_S3_URI", "OUTPUT_S3_URI", "TUNING_JOB_NAME", "TUNING_MAX_JOBS",
-    "TUNING_MAX_PARALLEL_JOBS", "TUNING_POLL_SECONDS", "SAGEMAKER_SUBNETS",
-    "SAGEMAKER_SECURITY_GROUP_IDS", "REGISTERED_MODEL_NAME", "RANDOM_STATE",
-    "SAGEMAKER_LOCAL_TRACKING_URI", "SAGEMAKER_LOCAL_OUTPUT", "TRAINING_IMAGE",
-    "INFERENCE_IMAGE", "N_ESTIMATORS", "MIN_SAMPLES_LEAF",
-}  # fmt: skip
+# What `mlstack aws` reads besides AWS_* and MLFLOW_*: never inherited from the caller's shell.
+SCRIPT_SETTINGS = {"PYTHONPATH"} | set().union(*(env_names(cls) for cls in ALL_SETTINGS))
 
 
 @dataclass
@@ -70,7 +58,7 @@ class Moto:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without AWS, MLflow or script settings; scripts/ importable."""
+    """This process's environment without AWS, MLflow or mlstack's settings."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -79,7 +67,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.update(
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        PYTHONPATH=str(ROOT / "scripts"),
         SAGEMAKER_SUPPRESS_V2_WARNING="1",
     )
     env.update(extra)
@@ -127,10 +114,11 @@ def moto(moto_server: Moto) -> Moto:
     return moto_server
 
 
-def run_script(module: str, env: dict[str, str], *args: str, timeout: float = 600):
-    """python -m aws.<module> ARGS in a subprocess, output captured."""
+def run_script(command: str, env: dict[str, str], *args: str, timeout: float = 600):
+    """`mlstack aws COMMAND ARGS` in a subprocess (no .env: the test's env only), output
+    captured."""
     return subprocess.run(
-        [sys.executable, "-m", f"aws.{module}", *args],
+        [sys.executable, "-m", "mlstack", "--env-file", os.devnull, "aws", command, *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -18,8 +18,8 @@ import requests
 from mlflow import MlflowClient
 from sklearn.tree import DecisionTreeRegressor
 
-from aws.deploy_endpoint import sagemaker_name
-from aws.invoke_endpoint import reference_payload, target_and_features
+from mlstack.aws.common import sagemaker_name
+from mlstack.channels import reference_payload, target_and_features
 
 pytestmark = pytest.mark.aws
 
@@ -72,7 +72,7 @@ def test_deploy_creates_model_config_and_endpoint(moto, registry, run_aws, tmp_p
         SAGEMAKER_ROLE_ARN=ROLE,
         MODEL_S3_URI="s3://mlstack-models/endpoints",
     )
-    result = run_aws("deploy_endpoint", env)
+    result = run_aws("deploy-endpoint", env)
     assert result.returncode == 0, result.stderr[-3000:]
     endpoint = result.stdout.strip()
     assert endpoint == f"mlstack-{MODEL}"
@@ -119,7 +119,7 @@ def test_deploy_a_model_image_uploads_nothing(moto, registry, run_aws):
         MODEL_IMAGE_URI=image,
         ENDPOINT_NAME="model-image-endpoint",
     )
-    result = run_aws("deploy_endpoint", env)
+    result = run_aws("deploy-endpoint", env)
     assert result.returncode == 0, result.stderr[-3000:]
     sm = moto.client("sagemaker")
     described = sm.describe_endpoint(EndpointName=result.stdout.strip())
@@ -139,14 +139,14 @@ def test_deploy_names_a_missing_alias(moto, registry, run_aws):
         SAGEMAKER_ROLE_ARN=ROLE,
         MODEL_S3_URI="s3://mlstack-models/endpoints",
     )
-    result = run_aws("deploy_endpoint", env)
+    result = run_aws("deploy-endpoint", env)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"mlstack-aws: error: no model version {MODEL}@nope")
 
 
 def test_deploy_needs_its_settings(moto, run_aws):
-    result = run_aws("deploy_endpoint", moto.env(MODEL_NAME=MODEL))
+    result = run_aws("deploy-endpoint", moto.env(MODEL_NAME=MODEL))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "mlstack-aws: error: MLFLOW_TRACKING_URI is not set (see the README's configuration table)"
@@ -169,25 +169,22 @@ def test_invoke_sends_the_payload_and_prints_the_answer(moto, run_aws, test_csv)
         timeout=10,
     ).raise_for_status()
     env = moto.env(MODEL_NAME=MODEL, TEST_CSV=str(test_csv), TARGET=TARGET)
-    result = run_aws("invoke_endpoint", env)
+    result = run_aws("invoke", env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout) == answer
     payload = reference_payload(test_csv, TARGET)
     assert f"POST mlstack-{MODEL}: {payload}" in result.stderr
 
 
-def test_target_and_features_follow_prepare_data(tmp_path, monkeypatch):
+def test_target_and_features_follow_prepare_data(tmp_path):
     (tmp_path / "hyperparameters.json").write_text(
         json.dumps({"features": "age bmi", "target": TARGET})
     )
-    monkeypatch.delenv("TARGET", raising=False)
-    monkeypatch.delenv("FEATURES", raising=False)
     assert target_and_features(tmp_path) == (TARGET, ["age", "bmi"])
     assert target_and_features(tmp_path / "elsewhere") == ("progression", None)
-    monkeypatch.setenv("TARGET", "bp")  # another target: the file's features do not apply
-    assert target_and_features(tmp_path) == ("bp", None)
-    monkeypatch.setenv("FEATURES", "age, bmi")
-    assert target_and_features(tmp_path) == ("bp", ["age", "bmi"])
+    # TARGET names another target: the file's features do not apply.
+    assert target_and_features(tmp_path, target="bp") == ("bp", None)
+    assert target_and_features(tmp_path, target="bp", features="age, bmi") == ("bp", ["age", "bmi"])
 
 
 def test_sagemaker_names():

@@ -1,5 +1,5 @@
 """The Fargate stack: cfn-lint, checks on the template itself, and a deployment into moto's
-CloudFormation through scripts/aws/deploy_fargate.py."""
+CloudFormation through `mlstack aws deploy-fargate`."""
 
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ def stack_resources(moto, stack: str) -> dict[str, dict]:
 
 def test_deploys_into_moto_with_an_internal_load_balancer(moto, run_aws, template):
     env = moto.env(TRACKING_SERVER_IMAGE_URI=IMAGE, STACK_NAME="mlstack-test", **network(moto))
-    result = run_aws("deploy_fargate", env)
+    result = run_aws("deploy-fargate", env)
     assert result.returncode == 0, result.stderr[-3000:]
 
     resources = stack_resources(moto, "mlstack-test")
@@ -256,13 +256,13 @@ def test_deploys_into_moto_with_an_internal_load_balancer(moto, run_aws, templat
     granted = {resource for s in statements for resource in as_list(s["Resource"])}
     assert granted == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/artifacts/*"}
 
-    again = run_aws("deploy_fargate", env)  # an update of the same stack
+    again = run_aws("deploy-fargate", env)  # an update of the same stack
     assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_internet_facing_needs_a_certificate(moto, run_aws):
     env = moto.env(TRACKING_SERVER_IMAGE_URI=IMAGE, LB_SCHEME="internet-facing", **network(moto))
-    result = run_aws("deploy_fargate", env)
+    result = run_aws("deploy-fargate", env)
     assert result.returncode == 1
     assert "needs CERTIFICATE_ARN" in result.stderr.strip().splitlines()[-1]
     assert not moto.client("cloudformation").describe_stacks()["Stacks"]
@@ -281,7 +281,7 @@ def test_internet_facing_with_https(moto, run_aws):
         STACK_PARAMETERS="DBDeletionProtection=false DBMultiAZ=true",
         **network(moto),
     )
-    result = run_aws("deploy_fargate", env)
+    result = run_aws("deploy-fargate", env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "https://mlflow.example.com"
 

@@ -18,8 +18,9 @@ import docker
 import pytest
 from docker.errors import ImageNotFound
 
-from aws import push
-from aws.common import AwsScriptError, version
+from mlstack import version
+from mlstack.aws import push
+from mlstack.aws.common import AwsScriptError
 from support.images import image_names
 
 pytestmark = pytest.mark.aws

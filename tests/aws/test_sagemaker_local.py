@@ -8,10 +8,10 @@ import json
 import subprocess
 
 import docker
-import prepare_data
 import pytest
 from mlflow import MlflowClient
 
+from mlstack import data as prepare_data
 from support.images import ROOT, build_project_image
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]
@@ -56,7 +56,7 @@ def test_train_track_deploy_and_predict(
         N_ESTIMATORS="20",
         RANDOM_STATE="7",
     )
-    result = run_aws("sagemaker_local", env, timeout=900)
+    result = run_aws("sagemaker-local", env, timeout=900)
     (tmp_path / "sagemaker_local.log").write_text(result.stderr + "\n--- stdout:\n" + result.stdout)
     assert result.returncode == 0, f"{tmp_path}/sagemaker_local.log: {result.stderr[-3000:]}"
     summary = json.loads(result.stdout)
@@ -114,7 +114,7 @@ def test_script_mode_with_entry_point_and_source_dir(
         SOURCE_DIR=str(ROOT / "examples" / "gradient_boosting"),
         ENTRY_POINT="train.py",
     )
-    result = run_aws("sagemaker_local", env, timeout=900)
+    result = run_aws("sagemaker-local", env, timeout=900)
     (tmp_path / "sagemaker_local.log").write_text(result.stderr + "\n--- stdout:\n" + result.stdout)
     assert result.returncode == 0, f"{tmp_path}/sagemaker_local.log: {result.stderr[-3000:]}"
     summary = json.loads(result.stdout)

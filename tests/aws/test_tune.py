@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from mlstack.tuning import METRIC_DEFINITIONS, OBJECTIVE, RANGES
+
 pytestmark = pytest.mark.aws
 
 JOB = "mlstack-tune-test"
@@ -64,13 +66,12 @@ def test_tuning_job_as_the_reference_defines_it(moto, store, run_aws):
     assert config["Strategy"] == "Bayesian"
     assert config["HyperParameterTuningJobObjective"] == {
         "Type": "Minimize",
-        "MetricName": "AE-at-50th-percentile",
+        "MetricName": OBJECTIVE,
     }
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
     ranges = {r["Name"]: r for r in config["ParameterRanges"]["IntegerParameterRanges"]}
     assert {name: (r["MinValue"], r["MaxValue"]) for name, r in ranges.items()} == {
-        "n-estimators": ("50", "200"),
-        "min-samples-leaf": ("1", "10"),
+        name: (str(low), str(high)) for name, (low, high) in RANGES.items()
     }
 
     definition = job["TrainingJobDefinition"]
@@ -79,9 +80,7 @@ def test_tuning_job_as_the_reference_defines_it(moto, store, run_aws):
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlstack/training:"
         + (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
     )
-    assert algorithm["MetricDefinitions"] == [
-        {"Name": "AE-at-50th-percentile", "Regex": r"AE-at-50th-percentile: ([0-9.]+).*$"}
-    ]
+    assert algorithm["MetricDefinitions"] == METRIC_DEFINITIONS  # the one definition
     static = definition["StaticHyperParameters"]
     assert static["tracking_uri"] == "http://mlflow.internal:5000"
     assert static["experiment_name"] == EXPERIMENT

@@ -85,7 +85,7 @@ def legacy_model(tmp_path_factory: pytest.TempPathFactory) -> Legacy:
 @pytest.fixture(scope="session")
 def legacy_model_image(inference_image: str, legacy_model: Legacy) -> Iterator[str]:
     """The legacy model's image, built once per session and removed after it."""
-    from model_image import build
+    from mlstack.model_image import build
 
     tag = f"mlstack-test/model-legacy:{int(time.time())}"
     build(str(legacy_model.model_dir), tag, inference_image)

@@ -1,4 +1,5 @@
-"""scripts/make_env.py: .env is private from its first byte, tightened and completed later."""
+"""scripts/mlstack/local/make_env.py (`make .env`): .env is private from its first byte,
+tightened and completed later."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import os
 import stat
 from pathlib import Path
 
-import make_env
 import pytest
+
+from mlstack.local import make_env
 
 EXAMPLE = "# comment=__generate__\nA=1\nSECRET=__generate__\n"
 

@@ -1,12 +1,15 @@
-"""scripts/model_image.py without Docker: the build context and its one-line errors.
+"""`mlstack build-model-image` without Docker: the build context and its one-line errors.
 (The image itself is built and served in tests/inference/test_model_env_container.py.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import model_image
 import pytest
+from click.testing import CliRunner
+
+from mlstack import model_image
+from mlstack.cli import cli
 
 REQUIREMENTS = "mlflow==2.12.1\ncloudpickle==3.1.3\npandas==2.3.3\nscikit-learn==1.5.2\n"
 
@@ -53,11 +56,11 @@ def test_a_model_without_requirements_is_refused(tmp_path: Path) -> None:
         ("models:/m@champion", {"MLFLOW_TRACKING_URI": ""}, "needs MLFLOW_TRACKING_URI"),
     ],
 )
-def test_bad_model_uri_in_one_line(uri, env, message, monkeypatch, tmp_path, capsys) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert model_image.main(["--model-uri", uri, "--image", "x:1"]) == 1
-    err = capsys.readouterr().err
+def test_bad_model_uri_in_one_line(uri, env, message, tmp_path) -> None:
+    argv = ["--env-file", str(tmp_path / "none"), "build-model-image", "--model-uri", uri]
+    result = CliRunner().invoke(cli, [*argv, "--image", "x:1"], env=env)
+    assert result.exit_code == 1
+    err = result.stderr
     assert message in err and err.count("\n") == 1
     assert err.startswith("mlstack-model-image: error: ")
 

@@ -1,4 +1,4 @@
-"""scripts/prepare_data.py: train/test channels and the hyperparameters that match them."""
+"""`mlstack data`: train/test channels and the hyperparameters that match them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import urllib.error
 from pathlib import Path
 
 import pandas as pd
-import prepare_data
 import pytest
 from sklearn.utils import Bunch
+
+from mlstack import data as prepare_data
 
 DIABETES_FEATURES = "age sex bmi bp s1 s2 s3 s4 s5 s6"
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
-import prepare_data
 import pytest
 
+from mlstack import data as prepare_data
 from mlstack_training.paths import OptML
 
 from .helpers import FEATURES, TARGET

@@ -11,6 +11,7 @@ in the 3.17 server, and that the image's runner and MLflow plugin survive the in
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -19,14 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import docker
-import local_jobs
-import local_loop
 import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
 from testcontainers.core.network import Network
 
+from mlstack.cli import cli
+from mlstack.local import jobs as local_jobs
 from mlstack_training.paths import OptML
 from support.images import ROOT
 from support.stack import TrackingServer
@@ -54,12 +55,13 @@ def loop(
     channels: Path,
     tmp_path: Path,
 ) -> Callable[..., None]:
-    """scripts/local_loop.py as the Makefile calls it, against the test session's stack;
+    """`mlstack local` as the Makefile calls it, against the test session's stack;
     the example script as SOURCE_DIR / ENTRY_POINT; job directories under tmp_path."""
 
     def run(experiment: str, *command: str) -> None:
-        local_loop.main(
+        cli.main(
             [
+                "--env-file", os.devnull, "local",
                 "--network", docker_network.name,
                 "--tracking-uri", tracking_server.uri_from_host,
                 "--tracking-uri-in-network", tracking_server.uri_in_network,
@@ -70,7 +72,8 @@ def loop(
                 "--image", training_image,
                 *command,
                 "--source-dir", str(EXAMPLE), "--entry-point", "train.py",
-            ]
+            ],
+            standalone_mode=False,
         )  # fmt: skip
 
     return run

@@ -1,6 +1,5 @@
-"""`make deploy-endpoint`: deploy a registered MLflow model to a SageMaker real-time endpoint.
-
-  python -m aws.deploy_endpoint
+"""`mlstack aws deploy-endpoint` (`make deploy-endpoint`): deploy a registered MLflow model
+to a SageMaker real-time endpoint.
 
 Resolves MODEL_NAME@MODEL_ALIAS in the MLflow registry, downloads that version, packs it as
 model.tar.gz (MLmodel at the top, as the inference image expects after SageMaker extracts it
@@ -16,7 +15,6 @@ names and tags the endpoint's resources.
 
 from __future__ import annotations
 
-import re
 import sys
 import tarfile
 import tempfile
@@ -24,20 +22,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aws.common import (
+from mlstack.aws.common import (
+    NAME_LIMIT,
     AwsScriptError,
     account_id,
     boto_session,
     ecr_image_uri,
+    endpoint_name,
     main_wrapper,
-    setting,
-    whole_number,
+    sagemaker_name,
 )
+from mlstack.settings import AwsSettings
 
-DEFAULT_ALIAS = "champion"
-DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 VARIANT = "AllTraffic"
-NAME_LIMIT = 63  # SageMaker model, config and endpoint names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 WAIT_DELAY_S = 30
 WAIT_MAX_ATTEMPTS = 60
 
@@ -49,13 +46,6 @@ class RegisteredModel:
     name: str
     version: str
     alias: str
-
-
-def sagemaker_name(*parts: str) -> str:
-    """Parts joined with '-', reduced to what SageMaker accepts in resource names."""
-    text = "-".join(parts)
-    text = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
-    return text[:NAME_LIMIT].rstrip("-") or "mlstack"
 
 
 def resolve(tracking_uri: str, name: str, alias: str) -> RegisteredModel:
@@ -183,21 +173,21 @@ def deploy(
 
 
 @main_wrapper
-def main() -> int:
-    tracking_uri = setting("MLFLOW_TRACKING_URI")
-    model_name = setting("MODEL_NAME")
-    model = resolve(tracking_uri, model_name, setting("MODEL_ALIAS", DEFAULT_ALIAS))
-    session = boto_session()
+def main(settings: AwsSettings) -> int:
+    """Resolve MODEL_NAME@MODEL_ALIAS, ship it (model.tar.gz or MODEL_IMAGE_URI), deploy it."""
+    tracking_uri = settings.require("mlflow_tracking_uri")
+    model_name = settings.require("model_name")
+    model = resolve(tracking_uri, model_name, settings.model_alias)
+    session = boto_session(settings)
     account_id(session)
-    role = setting("SAGEMAKER_ROLE_ARN")
-    model_image = setting("MODEL_IMAGE_URI", "")
-    endpoint = sagemaker_name(setting("ENDPOINT_NAME", "") or f"mlstack-{model_name}")
-    if model_image:
-        image, model_data = model_image, None
+    role = settings.require("sagemaker_role_arn")
+    endpoint = endpoint_name(settings)
+    if settings.model_image_uri:
+        image, model_data = settings.model_image_uri, None
     else:
-        s3_uri = setting("MODEL_S3_URI")
+        s3_uri = settings.require("model_s3_uri")
         split_s3_uri(s3_uri)
-        image = setting("INFERENCE_IMAGE_URI", "") or ecr_image_uri(session, "inference")
+        image = settings.inference_image_uri or ecr_image_uri(session, "inference")
         with tempfile.TemporaryDirectory(prefix="mlstack-endpoint-") as tmp:
             model_dir = download(tracking_uri, model, Path(tmp) / "model")
             tarball = pack(model_dir, Path(tmp) / "model.tar.gz")
@@ -211,12 +201,8 @@ def main() -> int:
         image,
         model_data,
         role,
-        setting("SAGEMAKER_INSTANCE_TYPE", DEFAULT_INSTANCE_TYPE),
-        whole_number("SAGEMAKER_INSTANCE_COUNT", 1),
+        settings.sagemaker_instance_type,
+        settings.sagemaker_instance_count,
     )
     print(endpoint)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

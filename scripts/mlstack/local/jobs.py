@@ -11,7 +11,6 @@ local mode does with `local_code`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -114,13 +113,6 @@ def write_job_dir(
         )
 
 
-def credentials() -> dict[str, str]:
-    """MLflow credentials from this environment, for a tracking server with auth on (the
-    job's MLflow client, the built-in job's or a script's, reads the same variables)."""
-    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-    return {name: os.environ[name] for name in names if os.environ.get(name)}
-
-
 def docker_client() -> docker.DockerClient:
     """A Docker client, or a JobError saying that no engine answers."""
     try:
@@ -139,8 +131,12 @@ def run_job(
     name: str,
     hyperparameters: Mapping[str, object],
     on_log: Callable[[str], None] | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> JobResult:
-    """Run one job to its end; stream its log lines to on_log; remove its container."""
+    """Run one job to its end; stream its log lines to on_log; remove its container.
+
+    credentials: MLflow's (MLFLOW_TRACKING_USERNAME ...), given to the job's MLflow client,
+    the built-in job's or a script's, as environment."""
     try:
         client.networks.get(network)
     except NotFound:
@@ -153,7 +149,7 @@ def run_job(
             name=name,
             detach=True,
             network=network,
-            environment={"TRAINING_JOB_NAME": name, **credentials()},
+            environment={"TRAINING_JOB_NAME": name, **(credentials or {})},
             hostname="algo-1",  # resourceconfig.json's current_host, as on SageMaker
             volumes={str(job_dir.resolve()): {"bind": "/opt/ml", "mode": "rw"}},
             labels={JOB_LABEL: network},

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Back up and restore the local stack: its databases and its artifact bucket.
 
-    local_backup.py --project mlstack --env-file .env backup --into backups
-    local_backup.py --project mlstack --env-file .env restore backups/20260101-120000 [--yes]
+    mlstack --env-file .env local backup --into backups
+    mlstack --env-file .env local restore backups/20260101-120000 [--yes]
 
 A backup is one dated folder: `manifest.json`, `mysql/<database>.sql` (mysqldump of
 the tracking database and, when it exists, the auth database) and `bucket/` (every
@@ -17,15 +16,15 @@ the dump refers to. A restore REPLACES the databases and the bucket's objects: i
 says what it will replace and refuses without --yes (`make local-restore CONFIRM=yes`);
 it stops the tracking server meanwhile and starts it again afterwards.
 
-Prints what it does; on failure one line "local_backup: error: ..." and exit 1.
+Prints what it does; on failure one line "local_backup: error: ..." and exit 1. The stack's
+names (compose project, DB_NAME, MLFLOW_AUTH_DB_NAME, ARTIFACTS_DESTINATION) come from
+`LocalSettings`: the environment, then the stack's .env.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
-import sys
 import tarfile
 import tempfile
 import time
@@ -34,6 +33,11 @@ from pathlib import Path
 
 import docker
 from docker.models.containers import Container
+
+from mlstack.settings import LocalSettings
+from mlstack.waiting import TimedOut, poll
+
+PROGRAM = "local_backup"
 
 MANIFEST = "manifest.json"
 HEALTH_TIMEOUT_S = 180
@@ -47,22 +51,15 @@ class BackupError(Exception):
     """Something the user must fix; its message is the one line they see."""
 
 
-def read_env(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of the stack's .env (comments and blanks ignored)."""
+def require_env_file(path: Path) -> None:
+    """The stack's .env must exist: its passwords are those the stack was made with."""
     if not path.exists():
         raise BackupError(f"{path} is missing: start the stack with `make local-up` first")
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.lstrip().startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
 
 
-def bucket_of(env: dict[str, str]) -> str:
+def bucket_of(destination: str) -> str:
     """The bucket of ARTIFACTS_DESTINATION (s3://bucket[/prefix])."""
-    destination = env.get("ARTIFACTS_DESTINATION") or "s3://mlflow/artifacts"
-    return destination.removeprefix("s3://").split("/", 1)[0]
+    return (destination or "s3://mlflow/artifacts").removeprefix("s3://").split("/", 1)[0]
 
 
 def service(client: docker.DockerClient, project: str, name: str) -> Container:
@@ -137,13 +134,14 @@ def mc(alias_script: str) -> str:
     )
 
 
-def backup(project: str, env: dict[str, str], root: Path) -> Path:
+def backup(settings: LocalSettings, root: Path) -> Path:
     """Dump the databases, then copy the bucket, into root/YYYYmmdd-HHMMSS/."""
+    project = settings.compose_project
     client = docker.from_env()
     mysql, minio = service(client, project, "mysql"), service(client, project, "minio")
     target = root / time.strftime("%Y%m%d-%H%M%S")
     (target / "mysql").mkdir(parents=True)
-    names = [env.get("DB_NAME") or "mlflow", env.get("MLFLOW_AUTH_DB_NAME") or "mlflow_auth"]
+    names = [settings.db_name, settings.mlflow_auth_db_name]
     databases = databases_present(mysql, names)
     for name in databases:
         dump = target / "mysql" / f"{name}.sql"
@@ -153,7 +151,7 @@ def backup(project: str, env: dict[str, str], root: Path) -> Path:
             into=dump,
         )
         print(f"dumped database {name}: {dump} ({dump.stat().st_size} bytes)")
-    bucket = bucket_of(env)
+    bucket = bucket_of(settings.artifacts_destination)
     objects, size = copy_bucket_out(minio, bucket, target / "bucket")
     print(f"copied bucket {bucket}: {objects} objects, {size} bytes")
     manifest = {
@@ -193,15 +191,16 @@ def copy_bucket_out(minio: Container, bucket: str, into: Path) -> tuple[int, int
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def restore(project: str, env: dict[str, str], source: Path, confirmed: bool) -> None:
+def restore(settings: LocalSettings, source: Path, confirmed: bool) -> None:
     """Replace the stack's databases and bucket objects with the backup's."""
     manifest_path = source / MANIFEST
     if not manifest_path.exists():
         raise BackupError(f"{source} holds no {MANIFEST}: give a folder `make local-backup` wrote")
     manifest = json.loads(manifest_path.read_text())
+    project = settings.compose_project
     client = docker.from_env()
     mysql, minio = service(client, project, "mysql"), service(client, project, "minio")
-    bucket = bucket_of(env)
+    bucket = bucket_of(settings.artifacts_destination)
     print(f"restore {source} into stack {project!r}:")
     for name in manifest["databases"]:
         print(f"  replace database {name} (dropped and recreated from mysql/{name}.sql)")
@@ -290,43 +289,19 @@ def start_and_wait(server: Container) -> None:
     """Start the tracking server again; return once Docker reports it healthy."""
     print("starting the tracking server (it migrates the restored schema if it must)")
     server.start()
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool | None:
         server.reload()
-        health = server.attrs["State"].get("Health", {}).get("Status")
-        if health == "healthy":
+        if server.attrs["State"].get("Health", {}).get("Status") == "healthy":
+            return True
+        return False if server.status == "exited" else None
+
+    try:
+        if poll(healthy, timeout=HEALTH_TIMEOUT_S, interval=2):
             return
-        if server.status == "exited":
-            break
-        time.sleep(2)
+    except TimedOut:
+        pass
     logs = server.logs(tail=5).decode(errors="replace").strip().splitlines()
     raise BackupError(
         f"the tracking server did not become healthy after the restore: {logs[-1] if logs else ''}"
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Parse the command line, run backup or restore, print one line on failure."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", default="mlstack", help="compose project name")
-    parser.add_argument("--env-file", default=".env", type=Path, help="the stack's .env")
-    commands = parser.add_subparsers(dest="command", required=True)
-    make_backup = commands.add_parser("backup", help="dump databases and bucket")
-    make_backup.add_argument("--into", default=Path("backups"), type=Path)
-    make_restore = commands.add_parser("restore", help="replace the stack's data by a backup")
-    make_restore.add_argument("source", type=Path, help="a folder `backup` wrote")
-    make_restore.add_argument("--yes", action="store_true", help="really overwrite the stack")
-    args = parser.parse_args(argv)
-    try:
-        env = read_env(args.env_file)
-        if args.command == "backup":
-            backup(args.project, env, args.into)
-        else:
-            restore(args.project, env, args.source, args.yes)
-    except (BackupError, docker.errors.DockerException) as error:
-        print(f"local_backup: error: {error}", file=sys.stderr, flush=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

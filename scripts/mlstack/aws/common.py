@@ -1,78 +1,53 @@
-"""What every AWS script shares: settings from the environment, boto3 sessions, errors."""
+"""What every AWS command shares: boto3 sessions, ECR names, errors, subprocesses."""
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
+import re
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from mlstack import ROOT, version
+from mlstack.channels import ChannelError
+from mlstack.settings import AwsSettings, SettingsError, export_for_libraries
+
 ECR_REPOSITORY_PREFIX = "mlstack"
 PROGRAM = "mlstack-aws"
+NAME_LIMIT = 63  # SageMaker model, config and endpoint names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+# SDK defaults config: no usage telemetry to AWS from these commands.
+SDK_CONFIG = {
+    "SchemaVersion": "1.0",
+    "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
+}
 
 
 class AwsScriptError(Exception):
     """A problem the user can fix; the message says what is wrong and how to fix it."""
 
 
-def version() -> str:
-    """The project's version (the VERSION file), the images' release tag."""
-    return (ROOT / "VERSION").read_text().strip()
+def sagemaker_name(*parts: str) -> str:
+    """Parts joined with '-', reduced to what SageMaker accepts in resource names."""
+    text = "-".join(parts)
+    text = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
+    return text[:NAME_LIMIT].rstrip("-") or "mlstack"
 
 
-def setting(name: str, default: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """An environment variable, stripped; its default when unset or empty; an error if neither."""
-    env = os.environ if env is None else env
-    value = env.get(name, "").strip()
-    if value:
-        return value
-    if default is None:
-        raise AwsScriptError(f"{name} is not set (see the README's configuration table)")
-    return default
+def endpoint_name(settings: AwsSettings) -> str:
+    """ENDPOINT_NAME, else mlstack-MODEL_NAME, as deploy-endpoint names the endpoint."""
+    return sagemaker_name(settings.endpoint_name or f"mlstack-{settings.model_name}")
 
 
-def flag(name: str, default: bool, env: Mapping[str, str] | None = None) -> bool:
-    """A true/false environment variable."""
-    raw = setting(name, "true" if default else "false", env).lower()
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise AwsScriptError(f"{name} must be true or false, got {raw!r}")
-
-
-def whole_number(
-    name: str, default: int, minimum: int = 1, env: Mapping[str, str] | None = None
-) -> int:
-    """A whole-number environment variable of at least `minimum`."""
-    raw = setting(name, str(default), env)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise AwsScriptError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise AwsScriptError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def region(env: Mapping[str, str] | None = None) -> str | None:
-    """AWS_REGION, else AWS_DEFAULT_REGION (boto3 itself reads only the latter)."""
-    env = os.environ if env is None else env
-    return (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
-
-
-def boto_session(require_region: bool = True):
+def boto_session(settings: AwsSettings, require_region: bool = True):
     """A boto3 session honouring AWS_PROFILE and AWS_REGION; AWS_ENDPOINT_URL is read by boto3."""
     import boto3
     from botocore.exceptions import ProfileNotFound
 
     try:
         session = boto3.Session(
-            profile_name=os.environ.get("AWS_PROFILE") or None, region_name=region()
+            profile_name=settings.aws_profile or None, region_name=settings.aws_region or None
         )
     except ProfileNotFound as error:
         raise AwsScriptError(f"{error}: check AWS_PROFILE against ~/.aws/config") from None
@@ -129,7 +104,7 @@ def git_revision(paths: list[Path], root: Path = ROOT) -> tuple[str, bool]:
 def sagemaker_sdk_logging() -> None:
     """Send the SageMaker SDK's log to stderr (it writes its config notes to stdout, where
     these scripts print only their results); call before importing sagemaker."""
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # 2.x is pinned on purpose
+    export_for_libraries({"SAGEMAKER_SUPPRESS_V2_WARNING": "1"})  # 2.x is pinned on purpose
     logger = logging.getLogger("sagemaker")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -165,7 +140,7 @@ def main_wrapper(main: Callable[..., int]) -> Callable[..., int]:
 
         try:
             return main(*args, **kwargs)
-        except AwsScriptError as error:
+        except (AwsScriptError, SettingsError, ChannelError) as error:
             message = str(error)
         except NoCredentialsError:
             message = "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID"
@@ -204,10 +179,10 @@ def run(command: list[str], what: str, stdin: str | None = None, quiet: bool = F
     return result.stdout or ""
 
 
-def script_mode() -> dict[str, str]:
+def script_mode(settings: AwsSettings) -> dict[str, str]:
     """SOURCE_DIR and ENTRY_POINT as the SDK's `source_dir` / `entry_point` (a user's training
     script in the training image, SageMaker script mode), or {} for the built-in model."""
-    source_dir, entry_point = setting("SOURCE_DIR", ""), setting("ENTRY_POINT", "")
+    source_dir, entry_point = settings.source_dir, settings.entry_point
     if not source_dir and not entry_point:
         return {}
     if not source_dir or not entry_point:

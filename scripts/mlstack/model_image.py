@@ -1,6 +1,7 @@
-"""`make build-model-image`: an inference image with one model and its own environment.
+"""`mlstack build-model-image` (`make build-model-image`): an inference image with one model
+and its own environment.
 
-  python scripts/model_image.py --model-uri URI --image NAME:TAG [--base mlstack/inference:V]
+  mlstack build-model-image --model-uri URI --image NAME:TAG [--base mlstack/inference:V]
 
 URI is a local MLflow model directory, or models:/NAME@alias, models:/NAME/VERSION or
 runs:/RUN/PATH resolved through MLFLOW_TRACKING_URI (with MLflow's credential variables).
@@ -12,8 +13,6 @@ build time by loading the model with it. Errors: one line, exit status 1.
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -21,12 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from mlstack import ROOT
+
 INFERENCE_DIR = ROOT / "images" / "inference"
 sys.path.insert(0, str(INFERENCE_DIR))  # model_env: one reading of the model's requirements
 
 from mlstack_inference.model_env import read_requirements, venv_requirements  # noqa: E402
 
+PROGRAM = "mlstack-model-image"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REGISTRY_SCHEMES = ("models:/", "runs:/")
 MODEL_VENV = "/opt/model-env"
@@ -61,8 +62,9 @@ class ModelImageError(Exception):
     """A problem the user can fix; the message says what and how."""
 
 
-def fetch_model(model_uri: str, dest: Path) -> Path:
-    """The MLflow model directory: MODEL_URI itself, or downloaded into dest."""
+def fetch_model(model_uri: str, dest: Path, tracking_uri: str = "") -> Path:
+    """The MLflow model directory: MODEL_URI itself, or downloaded into dest from the
+    tracking server (MLFLOW_TRACKING_URI, with MLflow's credential variables)."""
     local = Path(model_uri).expanduser()
     if local.is_dir():
         if not (local / "MLmodel").is_file():
@@ -72,7 +74,7 @@ def fetch_model(model_uri: str, dest: Path) -> Path:
         raise ModelImageError(
             f"MODEL_URI={model_uri} is neither a directory nor a models:/ or runs:/ URI"
         )
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    if not tracking_uri:
         raise ModelImageError(
             f"MODEL_URI={model_uri} needs MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
         )
@@ -80,7 +82,12 @@ def fetch_model(model_uri: str, dest: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     try:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest))
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri,
+            dst_path=str(dest),
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
     except (MlflowException, OSError) as error:
         message = str(getattr(error, "message", error)).strip().splitlines()[0][:300]
         raise ModelImageError(f"cannot download {model_uri}: {message}") from error
@@ -116,10 +123,10 @@ def _cause(done: subprocess.CompletedProcess) -> str:
     return ((errors or lines or ["no output"])[-1])[:300]
 
 
-def build(model_uri: str, image: str, base: str) -> list[str]:
+def build(model_uri: str, image: str, base: str, tracking_uri: str = "") -> list[str]:
     """Build the model image; return the venv's requirements."""
     with tempfile.TemporaryDirectory(prefix="mlstack-model-image-") as tmp:
-        model_dir = fetch_model(model_uri, Path(tmp) / "download")
+        model_dir = fetch_model(model_uri, Path(tmp) / "download", tracking_uri)
         context = Path(tmp) / "context"
         context.mkdir()
         pins = write_context(model_dir, context, image, model_uri)
@@ -136,24 +143,3 @@ def build(model_uri: str, image: str, base: str) -> list[str]:
         if done.returncode != 0:
             raise ModelImageError(f"docker build of {image} failed: {_cause(done)}")
     return pins
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", required=True)
-    parser.add_argument("--image", required=True, help="name:tag of the image to build")
-    version = (ROOT / "VERSION").read_text().strip()
-    parser.add_argument("--base", default=f"mlstack/inference:{version}")
-    args = parser.parse_args(argv)
-    try:
-        pins = build(args.model_uri, args.image, args.base)
-    except ModelImageError as error:
-        print(f"mlstack-model-image: error: {error}", file=sys.stderr)
-        return 1
-    print(f"built {args.image} ({' '.join(pins)})", file=sys.stderr)
-    print(args.image)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

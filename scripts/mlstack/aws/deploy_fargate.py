@@ -1,6 +1,5 @@
-"""`make deploy-fargate`: create or update the tracking-server stack; print its URL.
-
-  python -m aws.deploy_fargate
+"""`mlstack aws deploy-fargate` (`make deploy-fargate`): create or update the tracking-server
+stack; print its URL.
 
 Deploys infra/fargate-tracking-server.yaml with CloudFormation: ECS Fargate behind a load
 balancer (internal unless LB_SCHEME=internet-facing), RDS for MySQL, an S3 artifact bucket,
@@ -15,18 +14,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aws.common import (
-    ROOT,
+from mlstack import ROOT
+from mlstack.aws.common import (
     AwsScriptError,
     account_id,
     boto_session,
     ecr_image_uri,
     main_wrapper,
-    setting,
 )
+from mlstack.settings import AwsSettings
 
 TEMPLATE = ROOT / "infra" / "fargate-tracking-server.yaml"
-DEFAULT_STACK_NAME = "mlstack-tracking"
 WAIT_DELAY_S = 15
 WAIT_MAX_ATTEMPTS = 240  # an hour: a new RDS instance alone takes 10-20 minutes
 # Environment variable -> template parameter, for the settings most deployments change.
@@ -56,9 +54,9 @@ def parse_extra_parameters(raw: str) -> dict[str, str]:
     return pairs
 
 
-def stack_parameters(image_uri: str) -> dict[str, str]:
-    """Template parameters from the environment (unset ones keep the template's defaults)."""
-    missing = [name for name in REQUIRED if not setting(name, "")]
+def stack_parameters(settings: AwsSettings, image_uri: str) -> dict[str, str]:
+    """Template parameters from the settings (unset ones keep the template's defaults)."""
+    missing = [name for name in REQUIRED if not getattr(settings, name.lower())]
     if missing:
         raise AwsScriptError(
             f"{', '.join(missing)} not set: the stack runs in an existing VPC "
@@ -66,10 +64,10 @@ def stack_parameters(image_uri: str) -> dict[str, str]:
         )
     params = {"ImageUri": image_uri}
     for env_name, parameter in PARAMETER_ENV.items():
-        value = setting(env_name, "")
+        value = getattr(settings, env_name.lower())
         if value:
             params[parameter] = value.replace(" ", "")
-    params.update(parse_extra_parameters(setting("STACK_PARAMETERS", "")))
+    params.update(parse_extra_parameters(settings.stack_parameters))
     scheme = params.get("LoadBalancerScheme", "internal")
     if scheme not in {"internal", "internet-facing"}:
         raise AwsScriptError(f"LB_SCHEME must be internal or internet-facing, got {scheme!r}")
@@ -141,18 +139,17 @@ def deploy(cfn, name: str, template: str, params: dict[str, str]) -> dict[str, s
 
 
 @main_wrapper
-def main(template_path: Path = TEMPLATE) -> int:
-    session = boto_session()
+def main(settings: AwsSettings, template_path: Path = TEMPLATE) -> int:
+    """Deploy the stack with the settings' parameters; print MLFLOW_TRACKING_URI."""
+    session = boto_session(settings)
     account_id(session)
-    image_uri = setting("TRACKING_SERVER_IMAGE_URI", "") or ecr_image_uri(
-        session, "tracking-server"
-    )
-    params = stack_parameters(image_uri)
+    image_uri = settings.tracking_server_image_uri or ecr_image_uri(session, "tracking-server")
+    params = stack_parameters(settings, image_uri)
     if "LoadBalancerSubnetCidrs" not in params:
         params["LoadBalancerSubnetCidrs"] = subnet_cidrs(
             session.client("ec2"), params["LoadBalancerSubnetIds"]
         )
-    name = setting("STACK_NAME", DEFAULT_STACK_NAME)
+    name = settings.stack_name
     outputs = deploy(session.client("cloudformation"), name, template_path.read_text(), params)
     print(
         f"stack {name} is ready; admin user {outputs.get('AdminUsername')!r}, password: "
@@ -162,7 +159,3 @@ def main(template_path: Path = TEMPLATE) -> int:
     )
     print(outputs["TrackingUri"])
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Write train/test CSV channels for the training image, and print their hyperparameters.
 
-  python scripts/prepare_data.py --dataset diabetes --output data/diabetes     (offline)
-  python scripts/prepare_data.py --dataset california --output data/california (downloads)
-  python scripts/prepare_data.py --csv my.csv --target price --output data/mine
+  mlstack data --dataset diabetes --output data/diabetes     (offline)
+  mlstack data --dataset california --output data/california (downloads)
+  mlstack data --csv my.csv --target price --output data/mine
 
 It writes OUTPUT/train/train.csv and OUTPUT/test/test.csv, the two channels the training
 job reads (/opt/ml/input/data/train and .../test), then prints the `features` and `target`
@@ -124,7 +123,7 @@ def hyperparameters(frame: pd.DataFrame, target: str) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="mlstack data", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--dataset",
@@ -152,6 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`mlstack data ARGS`: write the channels; 0, or 1 after one line on stderr."""
     args = parse_args(argv)
     try:
         if args.csv is not None:
@@ -178,7 +178,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(spec)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

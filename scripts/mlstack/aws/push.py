@@ -1,6 +1,7 @@
-"""`make push`: build the images for linux/amd64, push them to ECR, print their URIs.
+"""`mlstack aws push` (`make push`): build the images for linux/amd64, push them to ECR,
+print their URIs.
 
-  python -m aws.push [NAME ...] [--images-dir DIR]     (NAME: tracking-server training inference)
+  mlstack aws push [NAME ...] [--images-dir DIR]     (NAME: tracking-server training inference)
 
 Each image is built from images/NAME for linux/amd64 (Fargate and SageMaker run amd64; an
 image that comes out for another platform is refused, not pushed), tagged with VERSION and
@@ -11,7 +12,7 @@ another commit is an error (bump VERSION). A work tree with uncommitted changes 
 images/NAME is refused unless PUSH_ALLOW_DIRTY=true, which pushes only a
 git-SHA-dirty-TIMESTAMP tag, so VERSION stays free for the committed build.
 
-  python -m aws.push --model-image NAME:TAG
+  mlstack aws push --model-image NAME:TAG
 
 pushes a model image built here (`make build-model-image`) as it is, under its own tag, to
 the ECR repository mlstack/<last part of NAME>, with the same repository settings and
@@ -20,7 +21,6 @@ platform check.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import sys
@@ -28,19 +28,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aws.common import (
+from mlstack import ROOT, version
+from mlstack.aws.common import (
     ECR_REPOSITORY_PREFIX,
-    ROOT,
     AwsScriptError,
     account_id,
     boto_session,
-    flag,
     git_revision,
     main_wrapper,
     run,
-    setting,
-    version,
 )
+from mlstack.settings import AwsSettings
 
 IMAGES = ("tracking-server", "training", "inference")
 TARGET_PLATFORM = "linux/amd64"
@@ -82,11 +80,10 @@ def lifecycle_policy() -> str:
     )
 
 
-def python_base_image() -> str:
+def python_base_image(settings: AwsSettings) -> str:
     """PYTHON_BASE_IMAGE from the environment, else .images.env, else the public image."""
-    value = setting("PYTHON_BASE_IMAGE", "")
-    if value:
-        return value
+    if settings.python_base_image:
+        return settings.python_base_image
     env_file = ROOT / ".images.env"
     if env_file.exists():
         for line in env_file.read_text().splitlines():
@@ -263,7 +260,7 @@ def plan_image(name: str, images_dir: Path, allow_dirty: bool) -> Plan:
     return Plan(name, context, sha + ("-dirty" if dirty else ""), tags)
 
 
-def push_image(ecr, plan: Plan, registry: str) -> Pushed:
+def push_image(ecr, plan: Plan, registry: str, base_image: str) -> Pushed:
     """Build (unless ECR already has it), check the platform, push; return the URIs."""
     repository = f"{ECR_REPOSITORY_PREFIX}/{plan.name}"
     ensure_repository(ecr, repository)
@@ -273,7 +270,7 @@ def push_image(ecr, plan: Plan, registry: str) -> Pushed:
         print(f"{repository}: {', '.join(plan.tags)} already in ECR, not pushed", file=sys.stderr)
     else:
         local_tag = f"{repository}:{version()}"
-        build(plan.name, plan.context, local_tag, python_base_image(), plan.revision)
+        build(plan.name, plan.context, local_tag, base_image, plan.revision)
         check_platform(local_tag)
         digest = push_tags(local_tag, remote, plan.tags)
     return Pushed(plan.name, [f"{remote}:{tag}" for tag in plan.tags], f"{remote}@{digest}")
@@ -306,38 +303,31 @@ def push_local_image(ecr, local_tag: str, registry: str) -> Pushed:
     return Pushed(name, [f"{remote}:{tag}"], f"{remote}@{digest}")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m aws.push", description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", help=f"images to push (default: {' '.join(IMAGES)})")
-    parser.add_argument(
-        "--images-dir", type=Path, default=ROOT / "images", help="where NAME/Dockerfile live"
-    )
-    parser.add_argument("--model-image", help="push this locally built model image instead")
-    return parser.parse_args(argv)
-
-
 @main_wrapper
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    names = args.names or list(IMAGES)
-    session = boto_session()
+def main(
+    settings: AwsSettings,
+    names: list[str],
+    images_dir: Path = ROOT / "images",
+    model_image: str | None = None,
+) -> int:
+    """Push the named images (all three by default), or one model image; print the URIs."""
+    names = names or list(IMAGES)
+    session = boto_session(settings)
     account_id(session)  # a clear error without credentials, before any build
     ecr = session.client("ecr")
-    allow_dirty = flag("PUSH_ALLOW_DIRTY", False)
-    if args.model_image:
-        split_image(args.model_image)
-    plans = [] if args.model_image else [plan_image(n, args.images_dir, allow_dirty) for n in names]
-    registry = registry_login(ecr, setting("ECR_REGISTRY_OVERRIDE", "") or None)
-    pushes = [lambda plan=plan: push_image(ecr, plan, registry) for plan in plans]
-    if args.model_image:
-        pushes.append(lambda: push_local_image(ecr, args.model_image, registry))
+    if model_image:
+        split_image(model_image)
+    plans = (
+        [] if model_image else [plan_image(n, images_dir, settings.push_allow_dirty) for n in names]
+    )
+    registry = registry_login(ecr, settings.ecr_registry_override or None)
+    base_image = python_base_image(settings)
+    pushes = [lambda plan=plan: push_image(ecr, plan, registry, base_image) for plan in plans]
+    if model_image:
+        pushes.append(lambda: push_local_image(ecr, model_image, registry))
     for push_one in pushes:
         pushed = push_one()
         for uri in pushed.uris:
             print(uri)
         print(pushed.digest_uri)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

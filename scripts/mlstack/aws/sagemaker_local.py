@@ -1,7 +1,6 @@
-"""`make sagemaker-local`: train and serve with the project's images through the SageMaker
-Python SDK in local mode, against the local stack's tracking server. No AWS account needed.
-
-  python -m aws.sagemaker_local
+"""`mlstack aws sagemaker-local` (`make sagemaker-local`): train and serve with the project's
+images through the SageMaker Python SDK in local mode, against the local stack's tracking
+server. No AWS account needed.
 
 1. A training job (instance_type "local") runs the training image on DATA_DIR/train and
    DATA_DIR/test (file:// channels), tracked at the tracking server; model.tar.gz lands in
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -41,38 +39,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aws.common import (
-    ROOT,
+from mlstack import version
+from mlstack.aws.common import (
+    SDK_CONFIG,
     AwsScriptError,
     main_wrapper,
-    region,
     run,
     sagemaker_sdk_logging,
     script_mode,
-    setting,
-    version,
 )
-from aws.invoke_endpoint import reference_payload, target_and_features
+from mlstack.channels import CONTENT_TYPE, reference_payload, target_and_features
+from mlstack.ports import free_port
+from mlstack.settings import AwsSettings
 
 ROLE = "arn:aws:iam::111111111111:role/local-mode-needs-no-role"  # any ARN string will do
 LABEL = "org.mlstack.sagemaker-local.run"
 NETWORK = "sagemaker-local"  # the SDK's compose files name it so
-SDK_CONFIG = {
-    "SchemaVersion": "1.0",
-    "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
-}
-DEFAULTS = {
-    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-    "EXPERIMENT_NAME": "mlstack-local",
-    "DATA_DIR": str(ROOT / "data" / "diabetes"),
-    "SAGEMAKER_LOCAL_OUTPUT": str(ROOT / "build" / "sagemaker-local"),
-    "N_ESTIMATORS": "100",
-    "MIN_SAMPLES_LEAF": "3",
-}
+DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
+DEFAULT_REGION = "us-east-1"  # local mode needs a region, any will do
 
 
 @dataclass(frozen=True)
-class LocalSettings:
+class LocalModeRun:
     """Everything a local run needs."""
 
     training_image: str
@@ -87,6 +75,7 @@ class LocalSettings:
     features: list[str] | None
     region: str
     script: dict[str, str]  # source_dir / entry_point, or {} for the built-in model
+    credentials: dict[str, str]  # MLflow's, for the training container
 
 
 @dataclass
@@ -109,13 +98,6 @@ def quiet_hosting_thread_exit() -> None:
         previous(args)
 
     threading.excepthook = hook
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (for the local endpoint; no fixed host ports)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def require_image(tag: str) -> None:
@@ -218,7 +200,7 @@ def with_host(uri: str, host: str, port: int | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def route_to_tracking_server(settings: LocalSettings) -> Route:
+def route_to_tracking_server(settings: LocalModeRun) -> Route:
     """Work out (and set up) how local-mode containers reach the tracking server."""
     created = ensure_network()
     if settings.container_tracking_uri:
@@ -250,51 +232,45 @@ def check_tracking_server(uri: str) -> None:
         ) from None
 
 
-def tracking_credentials() -> dict[str, str]:
-    """MLFLOW_TRACKING_USERNAME / _PASSWORD of this process, for the training container."""
-    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    return {name: os.environ[name] for name in names if os.environ.get(name)}
-
-
-def load_settings() -> LocalSettings:
-    """Read and check the settings."""
-    get = lambda name: setting(name, DEFAULTS.get(name, ""))  # noqa: E731
-    training = setting("TRAINING_IMAGE", f"mlstack/training:{version()}")
-    inference = setting("INFERENCE_IMAGE", f"mlstack/inference:{version()}")
+def load_settings(settings: AwsSettings) -> LocalModeRun:
+    """Check the settings and what they name (images built, data written, server up)."""
+    training = settings.training_image or f"mlstack/training:{version()}"
+    inference = settings.inference_image or f"mlstack/inference:{version()}"
     for tag in (training, inference):
         require_image(tag)
-    data_dir = Path(get("DATA_DIR"))
+    data_dir = settings.data_dir
     for channel in ("train", "test"):
         if not (data_dir / channel).is_dir():
             raise AwsScriptError(
-                f"{data_dir / channel} does not exist: run `python scripts/prepare_data.py "
-                f"--dataset diabetes --output {data_dir}` or set DATA_DIR"
+                f"{data_dir / channel} does not exist: run `make data` "
+                f"(mlstack data --dataset diabetes --output {data_dir}) or set DATA_DIR"
             )
-    tracking_uri = get("MLFLOW_TRACKING_URI")
+    tracking_uri = settings.mlflow_tracking_uri or DEFAULT_TRACKING_URI
     check_tracking_server(tracking_uri)
-    target, features = target_and_features(data_dir)
+    target, features = target_and_features(data_dir, settings.target, settings.features)
     hyperparameters = {
-        "experiment_name": get("EXPERIMENT_NAME"),
-        "n-estimators": get("N_ESTIMATORS"),
-        "min-samples-leaf": get("MIN_SAMPLES_LEAF"),
+        "experiment_name": settings.experiment_name,
+        "n-estimators": str(settings.n_estimators),
+        "min-samples-leaf": str(settings.min_samples_leaf),
         "target": target,
         "features": " ".join(features or []),
-        "registered-model-name": setting("REGISTERED_MODEL_NAME", ""),
-        "random-state": setting("RANDOM_STATE", ""),
+        "registered-model-name": settings.registered_model_name,
+        "random-state": settings.random_state,
     }
-    return LocalSettings(
+    return LocalModeRun(
         training_image=training,
         inference_image=inference,
         tracking_uri=tracking_uri,
-        container_tracking_uri=setting("SAGEMAKER_LOCAL_TRACKING_URI", "") or None,
-        experiment_name=get("EXPERIMENT_NAME"),
+        container_tracking_uri=settings.sagemaker_local_tracking_uri or None,
+        experiment_name=settings.experiment_name,
         data_dir=data_dir.resolve(),
-        output_dir=Path(get("SAGEMAKER_LOCAL_OUTPUT")).resolve(),
+        output_dir=Path(settings.sagemaker_local_output).resolve(),
         hyperparameters={k: v for k, v in hyperparameters.items() if v},
         target=target,
         features=features,
-        region=region() or "us-east-1",
-        script=script_mode(),
+        region=settings.aws_region or DEFAULT_REGION,
+        script=script_mode(settings),
+        credentials=settings.tracking_credentials(),
     )
 
 
@@ -310,7 +286,7 @@ def credential_free_session(region_name: str):
     return boto3.Session(botocore_session=core, region_name=region_name)
 
 
-def local_session(settings: LocalSettings, run_id: str, work_dir: Path, port: int):
+def local_session(settings: LocalModeRun, run_id: str, work_dir: Path, port: int):
     """A LocalSession: file:// data, our own container root, a free serving port, labels."""
     from sagemaker.local import LocalSession
 
@@ -356,7 +332,7 @@ def cleanup(run_id: str, route: Route | None) -> None:
         subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True, check=False)
 
 
-def train(settings: LocalSettings, session: Any, job_name: str, tracking_uri: str) -> str:
+def train(settings: LocalModeRun, session: Any, job_name: str, tracking_uri: str) -> str:
     """Run the training job; return the file:// URI of its model.tar.gz."""
     from sagemaker.estimator import Estimator
 
@@ -373,7 +349,7 @@ def train(settings: LocalSettings, session: Any, job_name: str, tracking_uri: st
         hyperparameters={"tracking_uri": tracking_uri, **settings.hyperparameters},
         # The stack's credentials (make exports them) as environment, not hyperparameters,
         # which SageMaker records in the job's description.
-        environment=tracking_credentials(),
+        environment=settings.credentials,
         sagemaker_session=session,
         **settings.script,
     )
@@ -383,7 +359,7 @@ def train(settings: LocalSettings, session: Any, job_name: str, tracking_uri: st
 
 
 def serve_and_predict(
-    settings: LocalSettings, session: Any, model_data: str, endpoint: str
+    settings: LocalModeRun, session: Any, model_data: str, endpoint: str
 ) -> tuple[str, Any]:
     """Deploy model.tar.gz with the inference image; send the reference's request."""
     from sagemaker.model import Model
@@ -402,8 +378,8 @@ def serve_and_predict(
         )
         response = session.sagemaker_runtime_client.invoke_endpoint(
             EndpointName=endpoint,
-            ContentType="application/json",
-            Accept="application/json",
+            ContentType=CONTENT_TYPE,
+            Accept=CONTENT_TYPE,
             Body=payload,
         )
         body = response["Body"].read().decode()
@@ -416,8 +392,9 @@ def serve_and_predict(
 
 
 @main_wrapper
-def main() -> int:
-    settings = load_settings()
+def main(aws_settings: AwsSettings) -> int:
+    """Train, deploy and predict in SageMaker local mode; print a JSON summary."""
+    settings = load_settings(aws_settings)
     sagemaker_sdk_logging()
     quiet_hosting_thread_exit()
     run_id = uuid.uuid4().hex[:12]

@@ -1,0 +1,1 @@
+"""AWS workflows (ECR, Fargate, SageMaker endpoints and tuning) and SageMaker local mode."""
