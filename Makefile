@@ -31,9 +31,8 @@ auth_off = $(filter false 0 no off,$(shell echo '$(MLFLOW_AUTH_ENABLED)' | tr A-
 MLFLOW_TRACKING_USERNAME = $(if $(auth_off),,$(or $(call env_value,MLFLOW_AUTH_ADMIN_USERNAME),admin))
 MLFLOW_TRACKING_PASSWORD = $(if $(auth_off),,$(call env_value,MLFLOW_AUTH_ADMIN_PASSWORD))
 export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
-COMPOSE = docker compose -p $(COMPOSE_PROJECT) -f compose/compose.yaml \
-	$(if $(auth_off),-f compose/auth-off.yaml) --env-file $(ENV_FILE) \
-	$(if $(wildcard .images.env),--env-file .images.env)
+# docker compose on the stack: its project, files (auth-off.yaml when auth is off) and env files.
+COMPOSE = $(MLSTACK) local compose
 
 # The loop: data set, one job's hyperparameters, the tuning, the endpoint.
 DATASET ?= diabetes
@@ -110,23 +109,20 @@ $(ENV_FILE): FORCE
 FORCE:
 
 .PHONY: local-up
-local-up: $(ENV_FILE) build-tracking-server ## Start MySQL, MinIO and the tracking server; wait until healthy
-	$(COMPOSE) up --detach --wait --wait-timeout 300
-	@echo "MLflow UI and tracking URI: http://127.0.0.1:$(MLFLOW_PORT)"
-	@echo "MinIO console:              http://127.0.0.1:$(MINIO_CONSOLE_PORT)"
+local-up: venv build-tracking-server ## Write or complete .env; start MySQL, MinIO and the tracking server; wait until healthy
+	$(MLSTACK) local up
 
 .PHONY: local-down
 local-down: venv ## Stop the local stack (and its jobs and endpoint), keeping its data
-	$(LOOP) stop-jobs --endpoint-container $(SERVE_CONTAINER)
-	$(COMPOSE) down
+	$(MLSTACK) local down
 
 .PHONY: local-clean
-local-clean: local-down ## Stop the local stack and delete its data volumes
-	$(COMPOSE) down --volumes --remove-orphans
+local-clean: venv ## Stop the local stack and delete its data volumes
+	$(MLSTACK) local clean
 
 .PHONY: local-logs
-local-logs: ## Follow the local stack's logs
-	$(COMPOSE) logs --follow --tail 100
+local-logs: venv ## Follow the local stack's logs
+	$(MLSTACK) local logs
 
 .PHONY: local-check-collation
 local-check-collation: $(ENV_FILE) build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
@@ -197,13 +193,10 @@ local-predict: venv data ## Send the first test row to the local endpoint, print
 	$(LOOP) predict --endpoint http://127.0.0.1:$(SERVE_PORT)
 
 .PHONY: demo
-demo: ## Everything in order: stack, data, train, tune, promote, serve, predict
-	$(MAKE) local-up
-	$(MAKE) local-train
-	$(MAKE) local-hpo
-	$(MAKE) local-promote
-	$(MAKE) local-serve
-	$(MAKE) local-predict
+demo: venv data build ## Everything in order: stack, data, train, tune, promote, serve, predict
+	N_ESTIMATORS=$(N_ESTIMATORS) MIN_SAMPLES_LEAF=$(MIN_SAMPLES_LEAF) \
+	TUNING_MAX_JOBS=$(HPO_JOBS) TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) \
+	$(LOOP) demo --port $(SERVE_PORT)
 
 # --- AWS ----------------------------------------------------------------------------------
 # Real runs need an AWS account (AWS_PROFILE / AWS_REGION); the tests use moto.

@@ -138,6 +138,7 @@ class LocalSettings(LoopSettings):
 
     compose_project: str = "mlstack"
     mlflow_port: WholeNumber = 5000
+    minio_console_port: WholeNumber = 9001
     mlflow_tracking_token: str = ""
     db_name: str = "mlflow"
     db_user: str = "mlflow"
@@ -245,3 +246,8 @@ def export_for_libraries(values: Mapping[str, str]) -> None:
     the one place scripts/ writes its own environment."""
     for name, value in values.items():
         os.environ[name] = value
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus extra: what a child process (docker compose) gets."""
+    return {**os.environ, **extra}

@@ -12,6 +12,7 @@ from mlstack import version
 from mlstack.channels import ChannelError
 from mlstack.local import backup as backups
 from mlstack.local import loop as loops
+from mlstack.local import stack as stacks
 from mlstack.local.jobs import JobError
 from mlstack.local.make_env import main as make_env
 from mlstack.options import Context, fail, setting_option
@@ -43,7 +44,7 @@ def script_options(command):
 @setting_option(LocalSettings, "random_state", "seed of the jobs and the search", type=int)
 @click.pass_context
 def local(ctx: click.Context, **options: object) -> None:
-    """The loop on the local stack: train, tune, promote, serve, predict; backup, restore."""
+    """The local stack and its loop: up, train, tune, promote, serve, predict, down; backup."""
     parent: Context = ctx.obj
     ctx.obj = {"env_file": parent.env_file, **options}
 
@@ -131,17 +132,6 @@ def serve(ctx: click.Context, image: str | None, container: str, port: int, time
     )
 
 
-@local.command("stop-jobs")
-@click.option("--endpoint-container", help="also remove this endpoint's container")
-@click.pass_context
-def stop_jobs(ctx: click.Context, endpoint_container: str | None) -> None:
-    """Stop the stack's running training jobs (their runs end KILLED, never RUNNING) and,
-    with --endpoint-container, remove the endpoint."""
-    run_loop(loops.stop_jobs, make_loop(ctx).network)
-    if endpoint_container:
-        run_loop(loops.remove_endpoint, endpoint_container)
-
-
 def backup_settings(ctx: click.Context, project: str | None) -> LocalSettings:
     """The stack's settings for backup and restore; its .env must exist."""
     env_file = ctx.obj["env_file"]
@@ -183,3 +173,88 @@ def restore(ctx: click.Context, compose_project: str | None, source: Path, yes: 
 def make_env_command(ctx: click.Context, example: str) -> None:
     """Write the stack's .env (mode 0600) from EXAMPLE with fresh secrets, or complete it."""
     make_env(example, str(ctx.obj["env_file"]))
+
+
+def stack_settings(ctx: click.Context) -> LocalSettings:
+    """The stack's settings (environment, then its .env)."""
+    try:
+        return load(LocalSettings, ctx.obj["env_file"])
+    except SettingsError as error:
+        fail(stacks.PROGRAM, str(error))
+
+
+def run_stack(action, *args: object, **kwargs: object) -> None:
+    """Run a compose action; its errors end in one line and exit status 1."""
+    try:
+        action(*args, **kwargs)
+    except (stacks.StackError, DockerException) as error:
+        fail(stacks.PROGRAM, str(error))
+
+
+@local.command()
+@click.option("--example", default=".env.example", show_default=True, type=click.Path(exists=True))
+@click.pass_context
+def up(ctx: click.Context, example: str) -> None:
+    """Write or complete .env, start MySQL, MinIO and the tracking server; wait until healthy.
+
+    The tracking server's image must be built (make build-tracking-server; make local-up does)."""
+    env_file = ctx.obj["env_file"]
+    make_env(example, str(env_file))
+    run_stack(stacks.up, stack_settings(ctx), env_file)
+
+
+@local.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop the stack, its training jobs and its endpoint, keeping its data."""
+    settings = stack_settings(ctx)
+    run_loop(loops.stop_jobs, settings.network)
+    run_loop(loops.remove_endpoint, f"{settings.compose_project}-inference")
+    run_stack(stacks.down, settings, ctx.obj["env_file"], volumes=False)
+
+
+@local.command()
+@click.pass_context
+def clean(ctx: click.Context) -> None:
+    """Stop the stack and delete its data volumes (databases, bucket)."""
+    ctx.invoke(down)
+    run_stack(stacks.down, stack_settings(ctx), ctx.obj["env_file"], volumes=True)
+
+
+@local.command()
+@click.pass_context
+def logs(ctx: click.Context) -> None:
+    """Follow the stack's logs."""
+    run_stack(
+        stacks.compose,
+        stack_settings(ctx),
+        ctx.obj["env_file"],
+        "logs",
+        "--follow",
+        "--tail",
+        "100",
+    )
+
+
+@local.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def compose(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Any docker compose command on the stack (its project, files and env files)."""
+    run_stack(stacks.compose, stack_settings(ctx), ctx.obj["env_file"], *args)
+
+
+@local.command()
+@click.option("--port", default=8080, show_default=True, help="the endpoint on 127.0.0.1")
+@click.pass_context
+def demo(ctx: click.Context, port: int) -> None:
+    """Everything in order: up, train, tune, promote, serve, predict (images built: make build;
+    channels written: mlstack data)."""
+    ctx.invoke(up)
+    loop = make_loop(ctx)
+    run_loop(loops.train, loop)
+    run_loop(loops.hpo, loop, loop.settings.tuning_max_jobs, loop.settings.tuning_max_parallel_jobs)
+    run_loop(loops.promote, loop)
+    container = f"{loop.settings.compose_project}-inference"
+    run_loop(loops.serve, loop, f"mlstack/inference:{version()}", container, port, 120.0)
+    run_loop(loops.predict, loop, f"http://127.0.0.1:{port}")
