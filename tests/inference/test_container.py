@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
-from .conftest import InferenceServer, Tuned, running_server
+from .conftest import InferenceServer, Tuned, running_server, serve_to_exit
 from .models import Diabetes, make_readable, relative_error
 
 pytestmark = pytest.mark.docker
@@ -253,24 +253,9 @@ def test_image_metadata(inference_image: str, served: InferenceServer) -> None:
 # --- start and stop ------------------------------------------------------------------------------
 
 
-def run_to_exit(image: str, model_dir: Path, timeout: float = 90) -> tuple[int, str]:
-    client = docker.from_env()
-    container = client.containers.run(
-        image,
-        ["serve"],
-        detach=True,
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
-    )
-    try:
-        status = container.wait(timeout=timeout)["StatusCode"]
-        return status, container.logs().decode(errors="replace")
-    finally:
-        container.remove(force=True)
-
-
 def test_no_model_stops_with_one_line(inference_image: str, tmp_path: Path) -> None:
     make_readable(tmp_path)
-    status, logs = run_to_exit(inference_image, tmp_path)
+    status, logs = serve_to_exit(inference_image, tmp_path)
     assert status == 1
     assert logs.strip() == (
         "mlstack-inference: error: no MLflow model in /opt/ml/model: expected "
@@ -282,7 +267,7 @@ def test_no_model_stops_with_one_line(inference_image: str, tmp_path: Path) -> N
 def test_unloadable_model_stops_the_server(inference_image: str, tmp_path: Path) -> None:
     (tmp_path / "MLmodel").write_text("flavors: {}\n")
     make_readable(tmp_path)
-    status, logs = run_to_exit(inference_image, tmp_path)
+    status, logs = serve_to_exit(inference_image, tmp_path)
     assert status != 0
     assert "mlstack-inference: error: cannot load the model" in logs
 

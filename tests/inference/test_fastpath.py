@@ -19,7 +19,14 @@ from mlstack_inference import fastpath, payloads
 from mlstack_inference.errors import BadRequest
 from mlstack_inference.predictor import Predictor, load_predictor
 
-from .models import PIP_REQUIREMENTS, TRUSTED_TYPES, Diabetes, relative_error, save_model
+from .models import (
+    GENERIC_PATH_NOT_REPRODUCIBLE,
+    PIP_REQUIREMENTS,
+    TRUSTED_TYPES,
+    Diabetes,
+    relative_error,
+    save_model,
+)
 
 TOLERANCE = 1e-9  # the bound on relative error, on every row
 
@@ -115,6 +122,7 @@ def test_columns_in_another_order(
     assert np.array_equal(actual, forest_model.predict(diabetes_data.test))
 
 
+@GENERIC_PATH_NOT_REPRODUCIBLE
 def test_missing_values_go_to_scikit_learn(
     forest_predictor: Predictor, forest_model, diabetes_data
 ) -> None:

@@ -26,11 +26,11 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
+from support.containers import run_to_exit
 from support.legacy import (
     CASE_INSENSITIVE,
     MLFLOW2_DIR,
     build_mlflow2_image,
-    run_to_end,
 )
 from support.stack import (
     MinIO,
@@ -206,14 +206,14 @@ def test_02_everything_26_wrote_reads_back_with_317(
 def test_03_a_212_client_logs_a_run_that_317_reads(client: MlflowClient, upgrade: Upgrade) -> None:
     image = build_mlflow2_image()
     script = (MLFLOW2_DIR / "client_212.py").read_text()
-    logged = run_to_end(
+    logged = run_to_exit(
         image,
-        upgrade.network,
         ["/opt/mlflow212/bin/python", "-c", script, "http://tracking-server:5000"],
+        network=upgrade.network,
         timeout=240,
     )
-    assert logged.status == 0, logged.output
-    result = json.loads(logged.output.split("LOGGED ", 1)[1].splitlines()[0])
+    assert logged.status == 0, logged.logs
+    result = json.loads(logged.logs.split("LOGGED ", 1)[1].splitlines()[0])
     run = client.get_run(result["run_id"])
     assert run.data.params == {"alpha": "0.5", "client": "2.12.1"}
     history = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
@@ -231,12 +231,17 @@ def test_04_case_distinct_names_collide_before_the_conversion(client: MlflowClie
 
 
 def test_05_convert_refuses_while_the_server_runs(upgrade: Upgrade) -> None:
-    refused = run_to_end(
-        upgrade.image, upgrade.network, ["convert"], env=upgrade.env, entrypoint=COLLATION
+    refused = run_to_exit(
+        upgrade.image,
+        ["convert"],
+        network=upgrade.network,
+        env=upgrade.env,
+        entrypoint=COLLATION,
+        timeout=300,
     )
     assert refused.status == 1
-    (error,) = [line for line in refused.output.splitlines() if "error:" in line]
-    assert "other sessions are using database mlflow" in error, refused.output
+    (error,) = [line for line in refused.logs.splitlines() if "error:" in line]
+    assert "other sessions are using database mlflow" in error, refused.logs
     assert CASE_INSENSITIVE in upgrade.mysql.execute_as_root(
         "SELECT TABLE_COLLATION FROM information_schema.TABLES "
         f"WHERE TABLE_SCHEMA = '{upgrade.mysql.database}' AND TABLE_NAME = 'latest_metrics'"
@@ -245,11 +250,16 @@ def test_05_convert_refuses_while_the_server_runs(upgrade: Upgrade) -> None:
 
 def test_06_after_convert_case_distinct_names_all_land(upgrade: Upgrade, tmp_path: Path) -> None:
     upgrade.stop_server()
-    converted = run_to_end(
-        upgrade.image, upgrade.network, ["convert"], env=upgrade.env, entrypoint=COLLATION
+    converted = run_to_exit(
+        upgrade.image,
+        ["convert"],
+        network=upgrade.network,
+        env=upgrade.env,
+        entrypoint=COLLATION,
+        timeout=300,
     )
-    assert converted.status == 0, converted.output
-    assert "tables now utf8mb4_bin" in converted.output
+    assert converted.status == 0, converted.logs
+    assert "tables now utf8mb4_bin" in converted.logs
     collations = upgrade.mysql.execute_as_root(
         "SELECT DISTINCT TABLE_COLLATION FROM information_schema.TABLES "
         f"WHERE TABLE_SCHEMA = '{upgrade.mysql.database}' "
