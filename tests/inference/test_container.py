@@ -19,19 +19,12 @@ import pytest
 import requests
 
 from .conftest import InferenceServer, Tuned, running_server, serve_to_exit
-from .models import Diabetes, make_readable, relative_error
+from .models import Diabetes, full_split, make_readable, relative_error
 
 pytestmark = pytest.mark.docker
 
 TOLERANCE = 1e-9
 MEBIBYTE = 1024 * 1024
-
-
-def full_split(frame: pd.DataFrame) -> bytes:
-    """The pandas split orientation with full float precision (to_json keeps 10 digits)."""
-    return json.dumps(
-        {"columns": list(frame.columns), "index": list(frame.index), "data": frame.values.tolist()}
-    ).encode()
 
 
 def predictions(response: requests.Response) -> list:

@@ -21,14 +21,24 @@ from mlstack_training.model import model_args
 from support.images import ROOT
 from support.stack import auth_env, new_admin, tracking_server_container
 
-from .conftest import running_server, serve_to_exit
-from .models import PIP_REQUIREMENTS, Diabetes, make_readable, relative_error, tar_model
+from .conftest import InferenceServer, running_server, serve_to_exit
+from .models import (
+    PIP_REQUIREMENTS,
+    Diabetes,
+    full_split,
+    make_readable,
+    relative_error,
+    tar_model,
+)
 
 pytestmark = pytest.mark.docker
 
 
-def full_split(frame) -> bytes:
-    return json.dumps({"columns": list(frame.columns), "data": frame.values.tolist()}).encode()
+def predicts_like(server: InferenceServer, model, data: Diabetes) -> None:
+    """The server answers the whole test set as the model itself predicts it."""
+    response = server.invoke(full_split(data.test))
+    assert response.status_code == 200, response.text
+    assert relative_error(response.json()["predictions"], model.predict(data.test)) <= 1e-9
 
 
 @contextmanager
@@ -77,10 +87,7 @@ def test_model_uri_from_the_tracking_server(
         "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
     }
     with running_server(inference_image, env, network=docker_network) as server:
-        response = server.invoke(full_split(diabetes_data.test))
-        assert response.status_code == 200, response.text
-        actual = response.json()["predictions"]
-        assert relative_error(actual, forest_model.predict(diabetes_data.test)) <= 1e-9
+        predicts_like(server, forest_model, diabetes_data)
         logs = server.logs()
     assert f"downloading models:/{champion}@champion" in logs
     assert logs.count("downloading") == 1, logs  # once per container, not per worker
@@ -141,10 +148,7 @@ def test_model_uri_with_credentials(
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
     }
     with running_server(inference_image, env, network=docker_network) as server:
-        response = server.invoke(full_split(diabetes_data.test))
-        assert response.status_code == 200, response.text
-        actual = response.json()["predictions"]
-        assert relative_error(actual, forest_model.predict(diabetes_data.test)) <= 1e-9
+        predicts_like(server, forest_model, diabetes_data)
         assert ADMIN[1] not in server.logs()
 
 
