@@ -199,7 +199,11 @@ def test_payload_limit(tuned: Tuned, forest_model, diabetes_data) -> None:
     body = full_split(rows)
     assert len(body) < MEBIBYTE
     at_limit = body + b" " * (MEBIBYTE - len(body))
-    assert predictions(tuned.server.invoke(at_limit)) == forest_model.predict(rows).tolist()
+    # The generic path: scikit-learn with the trained forest's n_jobs=-1, exact to TOLERANCE
+    # only (see GENERIC_PATH_NOT_REPRODUCIBLE in models.py).
+    served = predictions(tuned.server.invoke(at_limit))
+    assert len(served) == len(rows)
+    assert relative_error(served, forest_model.predict(rows)) <= TOLERANCE
     response = tuned.server.invoke(at_limit + b" ")
     assert response.status_code == 413
     assert "SAGEMAKER_MAX_PAYLOAD_IN_MB=1" in response.json()["message"]
