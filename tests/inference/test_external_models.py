@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from mlstack_training.model import model_args
 from support.images import ROOT
-from support.stack import auth_env, new_admin, tracking_server_container
+from support.stack import auth_env, new_admin, point_mlflow_at, tracking_server_container
 
 from .conftest import InferenceServer, running_server, serve_to_exit
 from .models import (
@@ -45,8 +45,7 @@ def predicts_like(server: InferenceServer, model, data: Diabetes) -> None:
 def tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's global tracking URI set for a block, then restored exactly as it was."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
-        mlflow.set_tracking_uri(uri)
+        point_mlflow_at(patch, uri)
         yield
 
 

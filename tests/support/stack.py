@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import boto3
+import pytest
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
@@ -24,6 +25,8 @@ AUTH_DB_INIT_SCRIPT = ROOT / "compose" / "mysql-init" / "10-mlflow-auth-db.sh"
 # binary logging on, MLflow's migrations need it for their trigger. Nothing else: the server
 # keeps the image's defaults (binary logging on, a case-insensitive default collation).
 TRUST_FUNCTION_CREATORS = "--log-bin-trust-function-creators=1"
+# Where MLflow keeps its global tracking URI (mlflow.set_tracking_uri writes it).
+GLOBAL_TRACKING_URI = "mlflow.tracking._tracking_service.utils._tracking_uri"
 
 
 @dataclass
@@ -108,6 +111,17 @@ class AuthServer(TrackingServer):
     auth_database: str = ""  # where MLflow keeps its users and permissions
     secrets: dict[str, str] = field(default_factory=dict)  # name -> value, for leak scans
     startup_command_lines: frozenset[str] = frozenset()  # every `ps` line seen at start-up
+
+
+def point_mlflow_at(monkeypatch: pytest.MonkeyPatch, uri: str | None) -> None:
+    """Set MLflow's global tracking URI for one test or fixture only: monkeypatch puts the
+    old value back afterwards, even if the test calls mlflow.set_tracking_uri itself, so no
+    test leaves its server behind for the next one."""
+    monkeypatch.setattr(GLOBAL_TRACKING_URI, uri)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: recorded here, restored too.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri or "")
+    if uri is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
 
 
 def wait_for_mysql(container: DockerContainer, root_password: str, timeout: float = 120) -> None:

@@ -27,6 +27,7 @@ from support.stack import (
     TrackingServer,
     auth_env,
     new_admin,
+    point_mlflow_at,
     tracking_server_container,
     tracking_server_env,
 )
@@ -42,7 +43,7 @@ def client_env(monkeypatch: pytest.MonkeyPatch, tracking_server: TrackingServer)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    mlflow.set_tracking_uri(tracking_server.uri_from_host)
+    point_mlflow_at(monkeypatch, tracking_server.uri_from_host)
     return tracking_server.uri_from_host
 
 

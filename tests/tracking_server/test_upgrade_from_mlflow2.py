@@ -37,6 +37,7 @@ from support.stack import (
     MinIO,
     MySQL,
     TrackingServer,
+    point_mlflow_at,
     tracking_server_container,
     tracking_server_env,
 )
@@ -181,7 +182,7 @@ def client(upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     assert upgrade.server is not None
     uri = TrackingServer(container=upgrade.server).uri_from_host
-    mlflow.set_tracking_uri(uri)
+    point_mlflow_at(monkeypatch, uri)
     return MlflowClient(tracking_uri=uri)
 
 

@@ -23,7 +23,7 @@ from testcontainers.core.network import Network
 
 from mlstack_training.paths import OptML
 from support.containers import logs_of
-from support.stack import TrackingServer
+from support.stack import TrackingServer, point_mlflow_at
 from support.waiting import wait_until
 
 from .helpers import (
@@ -62,9 +62,7 @@ def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> 
     """A client on the host, reading the runs the jobs logged."""
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    monkeypatch.setattr(
-        "mlflow.tracking._tracking_service.utils._tracking_uri", tracking_server.uri_from_host
-    )
+    point_mlflow_at(monkeypatch, tracking_server.uri_from_host)
     return MlflowClient(tracking_server.uri_from_host)
 
 
