@@ -7,7 +7,6 @@ reachable, so it is off and every fixture removes what it started.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +22,8 @@ from support.stack import (
     MinIO,
     MySQL,
     TrackingServer,
+    auth_env,
+    new_admin,
     run_minio,
     run_mysql,
     tracking_server_container,
@@ -80,21 +81,8 @@ def auth_server(
 ) -> Iterator[AuthServer]:
     """A tracking server with access control on, as the local stack runs it, started on a
     fresh database (so its start-up migrates) while every command line is watched."""
-    mysql.create_database("mlflow_authz")
-    mysql.create_database("mlflow_authz_users")
-    admin = ("admin", secrets.token_urlsafe(18))
-    secret_key = secrets.token_urlsafe(24)
-    env = tracking_server_env(
-        mysql,
-        minio,
-        DB_NAME="mlflow_authz",
-        MLFLOW_AUTH_ENABLED="true",
-        MLFLOW_AUTH_DB_NAME="mlflow_authz_users",
-        MLFLOW_AUTH_ADMIN_USERNAME=admin[0],
-        MLFLOW_AUTH_ADMIN_PASSWORD=admin[1],
-        MLFLOW_FLASK_SERVER_SECRET_KEY=secret_key,
-        MLFLOW_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
-    )
+    admin = new_admin()
+    env = auth_env(mysql, minio, "mlflow_authz", admin)
     container = tracking_server_container(tracking_server_image, docker_network, env, alias=None)
     with command_lines_during(container) as command_lines:
         container.start()
@@ -102,12 +90,13 @@ def auth_server(
         yield AuthServer(
             container=container,
             admin=admin,
+            auth_database=env["MLFLOW_AUTH_DB_NAME"],
             secrets={
                 "DB_PASSWORD": mysql.password,
                 "MYSQL_ROOT_PASSWORD": mysql.root_password,
                 "MINIO_SECRET_KEY": minio.secret_key,
                 "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": env["MLFLOW_FLASK_SERVER_SECRET_KEY"],
             },
             startup_command_lines=frozenset(command_lines),
         )

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import requests
 
 from mlstack.settings import ALL_SETTINGS, env_names
 from support.ports import free_port
+from support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -187,16 +187,14 @@ def docker_registry(tmp_path: Path, moto: Moto) -> Iterator[Registry]:
     )
     registry = Registry(host=f"127.0.0.1:{port}", user=user, password=password)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://{registry.host}/v2/", timeout=2).status_code == 401:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()}")
-            time.sleep(0.2)
+        wait_until(  # 401: up, and asking for the login
+            lambda: requests.get(f"http://{registry.host}/v2/", timeout=2).status_code == 401,
+            timeout=20,
+            every=0.2,
+            ignoring=(requests.ConnectionError,),
+            give_up=lambda: process.poll() is not None,
+            message=lambda: f"docker-registry did not start: {(root / 'registry.log').read_text()}",
+        )
         yield registry
     finally:
         process.terminate()

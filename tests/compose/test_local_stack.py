@@ -6,6 +6,10 @@ promote, serve, predict, look at the UI in a real browser, down while a job
 runs, up again with everything still there, clean; then up with access control off.
 Access control is on by default: the test logs in as the admin `make local-up` wrote
 into .env, as the Makefile's targets do.
+
+One stack serves the module; each test brings it to the state it needs (fixtures `up` and
+`trained`), so any test also runs alone: in file order the preconditions already hold and
+cost nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +27,12 @@ import docker
 import pytest
 import requests
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from support.images import ROOT, read_env_file
 from support.login_proxy import logged_in_proxy
 from support.ports import free_port
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 EXPERIMENT = "e2e-diabetes"
@@ -85,6 +90,23 @@ class Stack:
         )
         return dict(item.partition("=")[::2] for item in container.attrs["Config"]["Env"])
 
+    def search_status(self) -> int | None:
+        """An anonymous experiments search: 401 up with access control, 200 up without it,
+        None when nothing answers."""
+        search = f"{self.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        try:
+            return requests.get(search, timeout=10).status_code
+        except requests.RequestException:
+            return None
+
+    def has_champion(self) -> bool:
+        """Whether MODEL has a version aliased champion (train, tune and promote have run)."""
+        try:
+            self.client().get_model_version_by_alias(MODEL, "champion")
+        except MlflowException:
+            return False
+        return True
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -121,6 +143,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             check=False,
             timeout=300,
         )
+
+
+@pytest.fixture
+def up(stack: Stack) -> Stack:
+    """The stack up with access control on, as `make local-up` leaves it by default."""
+    if stack.search_status() != 401:
+        stack.make("local-up")
+    return stack
+
+
+@pytest.fixture
+def trained(up: Stack) -> Stack:
+    """The stack with a training run, a tuning and a champion version of MODEL, as
+    test_02 leaves it (made here when a test that needs them runs without it)."""
+    if not up.has_champion():
+        up.make("local-train", N_ESTIMATORS="30")
+        up.make("local-hpo", HPO_JOBS="3", HPO_PARALLEL="2")
+        up.make("local-promote")
+    return up
 
 
 def runs_of(stack: Stack) -> list:
@@ -167,6 +208,7 @@ def test_01_local_up_twice_is_harmless(stack: Stack) -> None:
     assert requests.get(f"{stack.tracking_uri}/health", timeout=5).text == "OK"
 
 
+@pytest.mark.usefixtures("up")
 def test_01b_access_control_is_on_and_secrets_reach_only_their_services(stack: Stack) -> None:
     search = f"{stack.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
     assert requests.get(search, timeout=10).status_code == 401
@@ -183,7 +225,9 @@ def test_01b_access_control_is_on_and_secrets_reach_only_their_services(stack: S
     assert env["MYSQL_ROOT_PASSWORD"] not in stack.container_env("minio").values()
 
 
+@pytest.mark.usefixtures("up")
 def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
+    runs_before = {r.info.run_id for r in runs_of(stack)}
     stack.make("local-train", N_ESTIMATORS="30")
     out = stack.make("local-hpo", HPO_JOBS="3", HPO_PARALLEL="2")
     assert "[3/3]" in out and f"registered {MODEL} version" in out
@@ -194,7 +238,7 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     prediction = float(out.split("prediction:")[1].split()[0])
     assert 0 < prediction < 400  # diabetes progression lies in 25..346
 
-    runs = runs_of(stack)
+    runs = [r for r in runs_of(stack) if r.info.run_id not in runs_before]
     tuning = [r for r in runs if r.data.tags.get("mlstack.kind") == "tuning"]
     assert len(tuning) == 1 and tuning[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tuning[0].info.run_id]
@@ -202,6 +246,7 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     assert all("AE-at-50th-percentile" in r.data.metrics for r in children)
 
 
+@pytest.mark.usefixtures("trained")
 def test_03_ui_shows_experiment_runs_and_model(stack: Stack, tmp_path: Path) -> None:
     experiment = stack.client().get_experiment_by_name(EXPERIMENT)
     page = f"/#/experiments/{experiment.experiment_id}/runs"
@@ -220,6 +265,7 @@ def test_03_ui_shows_experiment_runs_and_model(stack: Stack, tmp_path: Path) -> 
             assert shot.stat().st_size > 10_000
 
 
+@pytest.mark.usefixtures("trained")
 def test_04_down_while_training_then_up_keeps_everything(stack: Stack, tmp_path: Path) -> None:
     client = stack.client()
     champion_before = client.get_model_version_by_alias(MODEL, "champion").version
@@ -234,13 +280,14 @@ def test_04_down_while_training_then_up_keeps_everything(stack: Stack, tmp_path:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not any(
-            r.info.status == "RUNNING" and r.info.run_id not in run_ids_before
-            for r in runs_of(stack)
-        ):
-            assert time.monotonic() < deadline, "the training job never started a run"
-            time.sleep(0.5)
+        wait_until(
+            lambda: any(
+                r.info.status == "RUNNING" and r.info.run_id not in run_ids_before
+                for r in runs_of(stack)
+            ),
+            timeout=120,
+            message="the training job never started a run",
+        )
         stack.make("local-down")
     finally:
         job.wait(timeout=120)
@@ -258,6 +305,7 @@ def test_04_down_while_training_then_up_keeps_everything(stack: Stack, tmp_path:
     assert Path(plot).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.usefixtures("up")
 def test_05_local_clean_removes_the_data(stack: Stack) -> None:
     stack.make("local-clean")
     volumes = docker.from_env().volumes.list(

@@ -1,9 +1,10 @@
-"""Fixtures of the inference suites: the diabetes forest, saved as MLflow models, and
-running inference containers (one per configuration, shared by a module)."""
+"""Fixtures of the inference suites: the training package's diabetes forest, saved as the
+training image saves it, and running inference containers (one per configuration, shared
+by a module)."""
 
 from __future__ import annotations
 
-import time
+import copy
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,25 +13,40 @@ from pathlib import Path
 import pytest
 import requests
 
+from support.containers import has_exited, logs_of, run_to_exit
+from support.waiting import wait_for_http, wait_until
+
 from .models import Diabetes, diabetes, forest, make_readable, save_model, tar_model
 
 CONTAINER_PORT = 8080
 
 
 @pytest.fixture(scope="session")
-def diabetes_data() -> Diabetes:
-    return diabetes()
+def diabetes_data(tmp_path_factory: pytest.TempPathFactory) -> Diabetes:
+    """The training image's data set: `make data`'s diabetes channels, read as it reads them."""
+    return diabetes(tmp_path_factory.mktemp("opt_ml"))
 
 
 @pytest.fixture(scope="session")
-def forest_model(diabetes_data: Diabetes):
+def trained_forest(diabetes_data: Diabetes):
+    """The forest the training package fits on it, as the training image saves it."""
     return forest(diabetes_data)
 
 
 @pytest.fixture(scope="session")
-def forest_model_dir(tmp_path_factory: pytest.TempPathFactory, forest_model, diabetes_data) -> Path:
-    """The 100-tree forest saved as an MLflow model folder."""
-    return save_model(forest_model, diabetes_data, tmp_path_factory.mktemp("forest") / "model")
+def forest_model(trained_forest):
+    """The same forest as the reference the tests compare with: scikit-learn adding up the
+    trees one after another. The trained forest predicts with n_jobs=-1, where the trees'
+    answers are added in whichever order the threads finish: the last bit moves."""
+    return copy.deepcopy(trained_forest).set_params(n_jobs=1)
+
+
+@pytest.fixture(scope="session")
+def forest_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, trained_forest, diabetes_data
+) -> Path:
+    """The 100-tree forest saved as the training image saves it into /opt/ml/model."""
+    return save_model(trained_forest, diabetes_data, tmp_path_factory.mktemp("forest") / "model")
 
 
 @pytest.fixture(scope="session")
@@ -79,19 +95,28 @@ def inference_container(
 
 def wait_ready(url: str, container, timeout: float = 120) -> None:
     """Wait until /ping answers 200; fail with the container's logs otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        container.get_wrapped_container().reload()
-        if container.get_wrapped_container().status == "exited":
-            break
-        time.sleep(0.25)
-    stdout, stderr = container.get_logs()
-    raise AssertionError(f"inference server not ready: {(stdout + stderr).decode()[-3000:]}")
+    wait_for_http(
+        f"{url}/ping",
+        timeout=timeout,
+        every=0.25,
+        give_up=lambda: has_exited(container),
+        message=lambda: f"inference server not ready: {logs_of(container)}",
+    )
+
+
+def serve_to_exit(
+    image: str,
+    model_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    network=None,
+    timeout: float = 90,
+) -> tuple[int, str]:
+    """`serve` in a container expected to stop by itself; its exit status and logs."""
+    volumes = {str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}} if model_dir else None
+    exited = run_to_exit(
+        image, ["serve"], timeout=timeout, network=network, env=env, volumes=volumes
+    )
+    return exited.status, exited.logs
 
 
 @contextmanager
@@ -147,15 +172,13 @@ def tuned(
     }
     with running_server(inference_image, env, root, port=9090, wait=False) as server:
         tuned = Tuned(server)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def ping() -> bool:
             try:
-                status = requests.get(f"{server.url}/ping", timeout=2).status_code
+                tuned.pings.append(requests.get(f"{server.url}/ping", timeout=2).status_code)
             except requests.RequestException:
-                status = None
-            tuned.pings.append(status)
-            if status == 200:
-                break
-            time.sleep(0.05)
-        assert tuned.pings[-1] == 200, server.logs()
+                tuned.pings.append(None)
+            return tuned.pings[-1] == 200
+
+        wait_until(ping, timeout=120, every=0.05, message=server.logs)
         yield tuned

@@ -16,26 +16,36 @@ import mlflow.sklearn
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from mlflow.models import infer_signature
 
+from mlstack_training.model import model_args
 from support.images import ROOT
+from support.stack import auth_env, new_admin, point_mlflow_at, tracking_server_container
 
-from .conftest import running_server
-from .models import PIP_REQUIREMENTS, TRUSTED_TYPES, Diabetes, make_readable, relative_error
+from .conftest import InferenceServer, running_server, serve_to_exit
+from .models import (
+    PIP_REQUIREMENTS,
+    Diabetes,
+    full_split,
+    make_readable,
+    relative_error,
+    tar_model,
+)
 
 pytestmark = pytest.mark.docker
 
 
-def full_split(frame) -> bytes:
-    return json.dumps({"columns": list(frame.columns), "data": frame.values.tolist()}).encode()
+def predicts_like(server: InferenceServer, model, data: Diabetes) -> None:
+    """The server answers the whole test set as the model itself predicts it."""
+    response = server.invoke(full_split(data.test))
+    assert response.status_code == 200, response.text
+    assert relative_error(response.json()["predictions"], model.predict(data.test)) <= 1e-9
 
 
 @contextmanager
 def tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's global tracking URI set for a block, then restored exactly as it was."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
-        mlflow.set_tracking_uri(uri)
+        point_mlflow_at(patch, uri)
         yield
 
 
@@ -55,28 +65,11 @@ def register(name: str, model, data: Diabetes) -> None:
         info = mlflow.sklearn.log_model(
             model,
             name="model",
-            signature=infer_signature(data.train, model.predict(data.train)),
-            input_example=data.train.iloc[:5],
-            skops_trusted_types=TRUSTED_TYPES,
             pip_requirements=PIP_REQUIREMENTS,
+            **model_args(model, data.train),
             registered_model_name=name,
         )
     MlflowClient().set_registered_model_alias(name, "champion", info.registered_model_version)
-
-
-def run_to_exit(image: str, network, env: dict[str, str], timeout: float = 180) -> tuple[int, str]:
-    """`serve` a container expected to stop by itself; its exit status and logs."""
-    import docker
-
-    client = docker.from_env()
-    container = client.containers.run(
-        image, ["serve"], detach=True, network=network.name, environment=env
-    )
-    try:
-        status = container.wait(timeout=timeout)["StatusCode"]
-        return status, container.logs().decode(errors="replace")
-    finally:
-        container.remove(force=True)
 
 
 def test_model_uri_from_the_tracking_server(
@@ -93,10 +86,7 @@ def test_model_uri_from_the_tracking_server(
         "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
     }
     with running_server(inference_image, env, network=docker_network) as server:
-        response = server.invoke(full_split(diabetes_data.test))
-        assert response.status_code == 200, response.text
-        actual = response.json()["predictions"]
-        assert relative_error(actual, forest_model.predict(diabetes_data.test)) <= 1e-9
+        predicts_like(server, forest_model, diabetes_data)
         logs = server.logs()
     assert f"downloading models:/{champion}@champion" in logs
     assert logs.count("downloading") == 1, logs  # once per container, not per worker
@@ -111,7 +101,7 @@ def test_unknown_model_uri_stops_with_one_line(
         "MLFLOW_TRACKING_URI": tracking_server.uri_in_network,
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
     }
-    status, logs = run_to_exit(inference_image, docker_network, env)
+    status, logs = serve_to_exit(inference_image, env=env, network=docker_network, timeout=180)
     assert status != 0
     assert (
         "mlstack-inference: error: cannot download MODEL_URI=models:/no-such-model@champion" in logs
@@ -121,7 +111,7 @@ def test_unknown_model_uri_stops_with_one_line(
 # --- a tracking server with basic-auth on ------------------------------------------------------
 
 AUTH_ALIAS = "inference-auth-tracking"
-ADMIN = ("admin", "inference-admin-password")
+ADMIN = new_admin()
 
 
 @pytest.fixture(scope="module")
@@ -132,23 +122,8 @@ def auth_champion(
 
     Yields the model URI and the server's URI inside the network.
     """
-    from support.stack import tracking_server_container, tracking_server_env
-
     suffix = uuid.uuid4().hex[:8]
-    mysql.create_database(f"mlflow_inference_{suffix}")
-    mysql.create_database(f"mlflow_inference_auth_{suffix}")
-    env = tracking_server_env(
-        mysql,
-        minio,
-        DB_NAME=f"mlflow_inference_{suffix}",
-        MLFLOW_AUTH_ENABLED="true",
-        MLFLOW_AUTH_DB_NAME=f"mlflow_inference_auth_{suffix}",
-        MLFLOW_AUTH_ADMIN_USERNAME=ADMIN[0],
-        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1],
-        MLFLOW_FLASK_SERVER_SECRET_KEY=f"inference-test-{suffix}",
-        MLFLOW_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
-        ALLOWED_HOSTS=AUTH_ALIAS,
-    )
+    env = auth_env(mysql, minio, f"mlflow_inference_{suffix}", ADMIN, ALLOWED_HOSTS=AUTH_ALIAS)
     server = tracking_server_container(tracking_server_image, docker_network, env, AUTH_ALIAS)
     with server, pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
@@ -172,10 +147,7 @@ def test_model_uri_with_credentials(
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
     }
     with running_server(inference_image, env, network=docker_network) as server:
-        response = server.invoke(full_split(diabetes_data.test))
-        assert response.status_code == 200, response.text
-        actual = response.json()["predictions"]
-        assert relative_error(actual, forest_model.predict(diabetes_data.test)) <= 1e-9
+        predicts_like(server, forest_model, diabetes_data)
         assert ADMIN[1] not in server.logs()
 
 
@@ -183,11 +155,8 @@ def test_model_uri_without_credentials_stops_with_one_line(
     inference_image: str, docker_network, auth_champion
 ) -> None:
     model_uri, tracking = auth_champion
-    status, logs = run_to_exit(
-        inference_image,
-        docker_network,
-        {"MODEL_URI": model_uri, "MLFLOW_TRACKING_URI": tracking},
-    )
+    env = {"MODEL_URI": model_uri, "MLFLOW_TRACKING_URI": tracking}
+    status, logs = serve_to_exit(inference_image, env=env, network=docker_network, timeout=180)
     assert status != 0
     assert f"mlstack-inference: error: cannot download MODEL_URI={model_uri}" in logs
     assert "error code 401" in logs, logs
@@ -197,11 +166,12 @@ def test_model_uri_without_credentials_stops_with_one_line(
 
 
 @pytest.fixture(scope="module")
-def trained_model_dir(training_image: str, tmp_path_factory, diabetes_data: Diabetes) -> Path:
+def trained_model_dir(training_image: str, tmp_path_factory) -> Path:
     """A training job's /opt/ml/model, tarred into model.tar.gz and extracted as SageMaker does."""
     from training.helpers import FEATURES, TARGET, run_training
 
     from mlstack_training.paths import OptML
+    from support.data import write_channels
 
     opt_ml = OptML(tmp_path_factory.mktemp("opt_ml") / "opt_ml")
     config = opt_ml.hyperparameters_file.parent
@@ -212,22 +182,13 @@ def trained_model_dir(training_image: str, tmp_path_factory, diabetes_data: Diab
     opt_ml.input_data_config_file.write_text(
         json.dumps({name: {"TrainingInputMode": "File"} for name in ("train", "test")})
     )
-    for name, features, target in (
-        ("train", diabetes_data.train, diabetes_data.y_train),
-        ("test", diabetes_data.test, diabetes_data.y_test),
-    ):
-        opt_ml.channel(name).mkdir(parents=True)
-        features.assign(**{TARGET: target}).to_csv(
-            opt_ml.channel(name) / f"{name}.csv", index=False
-        )
+    write_channels(opt_ml.channel("train").parent)
     opt_ml.model_dir.mkdir()
     (opt_ml.root / "output").mkdir()
     exited = run_training(training_image, opt_ml, timeout=300)
     assert exited.status == 0, exited.logs
     workdir = tmp_path_factory.mktemp("sagemaker")
-    with tarfile.open(workdir / "model.tar.gz", "w:gz") as archive:
-        for item in sorted(opt_ml.model_dir.iterdir()):
-            archive.add(item, arcname=item.name)
+    tar_model(opt_ml.model_dir, workdir / "model.tar.gz")
     extracted = workdir / "model"
     extracted.mkdir()
     with tarfile.open(workdir / "model.tar.gz") as archive:

@@ -20,14 +20,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.waiting import wait_until
+
 from .conftest import InferenceServer, Tuned, running_server
-from .models import Diabetes, make_readable
+from .models import GENERIC_PATH_NOT_REPRODUCIBLE, Diabetes, save_code_model, tiled_rows
 
 pytestmark = pytest.mark.docker
 
@@ -214,6 +215,7 @@ def valid_requests(draw) -> tuple[str, str]:
     return json.dumps(document), "application/json"
 
 
+@GENERIC_PATH_NOT_REPRODUCIBLE
 def test_fast_and_generic_paths_answer_alike(served: InferenceServer, tuned: Tuned) -> None:
     generic = tuned.server
     assert requests.get(f"{served.url}/ping", timeout=5).json()["fast_path"].startswith("on")
@@ -250,19 +252,15 @@ def misbehaving(
     inference_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InferenceServer]:
     """A model that sleeps, spins, raises or kills its worker on request; 2 workers."""
-    import mlflow.pyfunc
     import pandas as pd
-    from mlflow.models import infer_signature
 
-    path = tmp_path_factory.mktemp("misbehaving") / "model"
     example = pd.DataFrame({"action": ["ok"], "seconds": [0.0]})
-    mlflow.pyfunc.save_model(
-        str(path),
-        python_model=str(Path(__file__).with_name("misbehaving_model.py")),
-        signature=infer_signature(example, [1.0]),
-        pip_requirements=["mlflow-skinny==3.17.2"],
+    path = save_code_model(
+        Path(__file__).with_name("misbehaving_model.py"),
+        example,
+        [1.0],
+        tmp_path_factory.mktemp("misbehaving") / "model",
     )
-    make_readable(path)
     env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "INFERENCE_BODY_TIMEOUT": str(BODY_TIMEOUT)}
     with running_server(inference_image, env, path) as server:
         yield server
@@ -344,13 +342,13 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(misbehaving) -> Non
     with pytest.raises(requests.ConnectionError):
         act(misbehaving, "die")
     answers: dict[tuple[int, int], int] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def replaced() -> bool:
         pair = (timed_ping(misbehaving.url)[0], act(misbehaving, "ok").status_code)
         answers[pair] = answers.get(pair, 0) + 1
-        if misbehaving.logs().count("Started server process") == booted + 1:
-            break
-        time.sleep(0.05)
+        return misbehaving.logs().count("Started server process") == booted + 1
+
+    wait_until(replaced, timeout=60, every=0.05, message=lambda: misbehaving.logs()[-2000:])
     assert worker_logs(misbehaving)[0] == booted + 1, misbehaving.logs()[-2000:]
     assert answers and set(answers) == {(200, 200)}, answers
     assert "was sent SIGKILL" in misbehaving.logs()
@@ -388,7 +386,7 @@ def test_worker_memory_stays_bounded_under_the_worst_payloads(
     served: InferenceServer, diabetes_data: Diabetes
 ) -> None:
     """Each worst payload 4 times (2 per worker); the workers' peak RSS barely moves."""
-    dense = np.tile(diabetes_data.test.to_numpy(), (230, 1))
+    dense = tiled_rows(diabetes_data.test, 5.5)
     worst = {
         "12,000 distinct-key records": (distinct_key_records(12_000), 400),
         "30,000 distinct-key records": (distinct_key_records(30_000), 400),

@@ -22,7 +22,7 @@ import requests
 
 from support.legacy import MLFLOW2_DIR, build_mlflow2_image
 
-from .conftest import InferenceServer, running_server, wait_ready
+from .conftest import InferenceServer, running_server, serve_to_exit, wait_ready
 from .models import make_readable
 
 pytestmark = pytest.mark.docker
@@ -93,22 +93,6 @@ def legacy_model_image(inference_image: str, legacy_model: Legacy) -> Iterator[s
     docker.from_env().images.remove(tag, force=True)
 
 
-def run_to_exit(image: str, model_dir: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run `serve` with the model mounted until the container exits; status and output."""
-    container = docker.from_env().containers.run(
-        image,
-        ["serve"],
-        environment=env,
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
-        detach=True,
-    )
-    try:
-        status = container.wait(timeout=90)["StatusCode"]
-        return status, container.logs().decode(errors="replace")
-    finally:
-        container.remove(force=True)
-
-
 def predict(server: InferenceServer, legacy: Legacy) -> list[float]:
     response = server.invoke(legacy.body())
     assert response.status_code == 200, response.text
@@ -122,7 +106,7 @@ def test_the_legacy_model_is_from_the_old_stack(legacy_model: Legacy) -> None:
 
 
 def test_strict_refuses_with_one_line(inference_image: str, legacy_model: Legacy) -> None:
-    status, output = run_to_exit(inference_image, legacy_model.model_dir, {})  # strict: default
+    status, output = serve_to_exit(inference_image, legacy_model.model_dir, {})  # strict: default
     assert status != 0, output
     errors = [line for line in output.splitlines() if "mlstack-inference: error:" in line]
     assert len(errors) == 1, output

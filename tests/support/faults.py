@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import docker
-import requests
 from testcontainers.core.network import Network
 
 from support.images import image_names
 from support.ports import free_port
 from support.stack import MinIO, MySQL, tracking_server_env
+from support.waiting import wait_for_http, wait_until
 
 # The documented bound (README "Bounded waits"): a request that needs a database or object
 # store that does not answer gets an error within this many seconds.
@@ -41,20 +41,14 @@ class FaultStack:
 
     def wait_until_ready(self, timeout: float = 120) -> float:
         """Seconds until /ready answers 200 (the server is up and reaches its database)."""
-        started = time.monotonic()
-        while True:
-            try:
-                if requests.get(f"{self.uri}/ready", timeout=5).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:  # refused while it restarts
-                pass
-            if time.monotonic() - started > timeout:
-                self.server.reload()
-                raise TimeoutError(
-                    f"tracking server not ready after {timeout} s "
-                    f"({self.server.status}):\n{self.server.logs(tail=40).decode()}"
-                )
-            time.sleep(0.5)
+        return wait_for_http(
+            f"{self.uri}/ready", timeout=timeout, request_timeout=5, message=self._not_ready
+        )
+
+    def _not_ready(self) -> str:
+        self.server.reload()
+        logs = self.server.logs(tail=40).decode()
+        return f"tracking server not ready ({self.server.status}):\n{logs}"
 
     def server_state(self) -> tuple[int, str]:
         """(Docker's restart count, when the container last started)."""
@@ -150,8 +144,7 @@ class MemorySampler:
     def __enter__(self) -> MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        while not self.samples:
-            time.sleep(0.2)
+        wait_until(lambda: self.samples, timeout=30, every=0.2, message="no docker stats sample")
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -7,12 +7,10 @@ helpers pass every setting the tests depend on explicitly, so they hold either w
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 from testcontainers.core.image import DockerImage
-from testcontainers.core.network import Network
 
 from support.images import image_names
 
@@ -44,36 +42,3 @@ def build_mlflow2_image() -> str:
             buildargs={"PYTHON_BASE_IMAGE": image_names()["PYTHON_BASE_IMAGE"]},
         ).build()
     return tag
-
-
-@dataclass
-class Finished:
-    """A one-off container's exit status and output."""
-
-    status: int
-    output: str
-
-
-def run_to_end(
-    image: str,
-    network: Network,
-    command: list[str],
-    env: dict[str, str] | None = None,
-    entrypoint: list[str] | None = None,
-    timeout: float = 300,
-) -> Finished:
-    """Run a one-off container on the network to its end; return status and output; remove it."""
-    client = docker.from_env()
-    container = client.containers.run(
-        image,
-        command,
-        entrypoint=entrypoint,
-        environment=env or {},
-        network=network.name,
-        detach=True,
-    )
-    try:
-        status = container.wait(timeout=timeout)["StatusCode"]
-        return Finished(status, container.logs().decode(errors="replace"))
-    finally:
-        container.remove(force=True)

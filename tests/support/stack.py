@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import boto3
-import docker
-import requests
+import pytest
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
 from support.images import ROOT, image_names
+from support.waiting import wait_until
 
 MYSQL_ALIAS = "mysql"
 MINIO_ALIAS = "minio"
@@ -26,6 +25,8 @@ AUTH_DB_INIT_SCRIPT = ROOT / "compose" / "mysql-init" / "10-mlflow-auth-db.sh"
 # binary logging on, MLflow's migrations need it for their trigger. Nothing else: the server
 # keeps the image's defaults (binary logging on, a case-insensitive default collation).
 TRUST_FUNCTION_CREATORS = "--log-bin-trust-function-creators=1"
+# Where MLflow keeps its global tracking URI (mlflow.set_tracking_uri writes it).
+GLOBAL_TRACKING_URI = "mlflow.tracking._tracking_service.utils._tracking_uri"
 
 
 @dataclass
@@ -107,21 +108,31 @@ class AuthServer(TrackingServer):
     """A running tracking server with access control on."""
 
     admin: tuple[str, str] = ("admin", "")
+    auth_database: str = ""  # where MLflow keeps its users and permissions
     secrets: dict[str, str] = field(default_factory=dict)  # name -> value, for leak scans
     startup_command_lines: frozenset[str] = frozenset()  # every `ps` line seen at start-up
 
 
+def point_mlflow_at(monkeypatch: pytest.MonkeyPatch, uri: str | None) -> None:
+    """Set MLflow's global tracking URI for one test or fixture only: monkeypatch puts the
+    old value back afterwards, even if the test calls mlflow.set_tracking_uri itself, so no
+    test leaves its server behind for the next one."""
+    monkeypatch.setattr(GLOBAL_TRACKING_URI, uri)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: recorded here, restored too.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri or "")
+    if uri is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+
+
 def wait_for_mysql(container: DockerContainer, root_password: str, timeout: float = 120) -> None:
     """Wait until the server answers on TCP (the first-start temporary server does not)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, _ = container.exec(
-            ["mysqladmin", "ping", "-h127.0.0.1", "-uroot", f"-p{root_password}", "--silent"]
-        )
-        if code == 0:
-            return
-        time.sleep(1)
-    raise TimeoutError(f"MySQL did not answer within {timeout} s: {container.get_logs()}")
+    ping = ["mysqladmin", "ping", "-h127.0.0.1", "-uroot", f"-p{root_password}", "--silent"]
+    wait_until(
+        lambda: container.exec(ping)[0] == 0,
+        timeout=timeout,
+        every=1,
+        message=lambda: f"MySQL did not answer: {container.get_logs()}",
+    )
 
 
 @contextmanager
@@ -194,6 +205,32 @@ def tracking_server_env(mysql: MySQL, minio: MinIO, **overrides: str) -> dict[st
     return env
 
 
+def new_admin() -> tuple[str, str]:
+    """An admin login for a server with access control on (12+ characters, as MLflow wants)."""
+    return "admin", secrets.token_urlsafe(18)
+
+
+def auth_env(
+    mysql: MySQL, minio: MinIO, database: str, admin: tuple[str, str], **overrides: str
+) -> dict[str, str]:
+    """The environment of a tracking server with access control on, as the local stack runs
+    it, on two fresh databases of its own (`database`, `database`_auth): its start-up
+    migrates them. Nobody but the admin may read anything until granted."""
+    auth_database = f"{database}_auth"
+    mysql.create_database(database)
+    mysql.create_database(auth_database)
+    settings = {
+        "DB_NAME": database,
+        "MLFLOW_AUTH_ENABLED": "true",
+        "MLFLOW_AUTH_DB_NAME": auth_database,
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        "MLFLOW_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS",
+    }
+    return tracking_server_env(mysql, minio, **{**settings, **overrides})
+
+
 def tracking_server_container(
     image: str, network: Network, env: dict[str, str], alias: str | None = TRACKING_ALIAS
 ) -> DockerContainer:
@@ -205,36 +242,3 @@ def tracking_server_container(
     if alias:
         container.with_network_aliases(alias)
     return container
-
-
-@dataclass
-class Exited:
-    """How a container that was expected to stop on its own ended."""
-
-    status: int
-    logs: str
-    seconds: float
-
-
-def wait_for_exit(container, timeout: float, started: float) -> Exited:
-    """Wait for a started container to stop (kill it after `timeout`); collect its logs."""
-    try:
-        status = container.wait(timeout=timeout)["StatusCode"]
-    except requests.exceptions.ConnectionError:  # docker-py's read timeout
-        container.kill()
-        status = -1
-    seconds = time.monotonic() - started
-    return Exited(status=status, logs=container.logs().decode(errors="replace"), seconds=seconds)
-
-
-def run_until_exit(
-    image: str, network: Network, env: dict[str, str], timeout: float = 90
-) -> Exited:
-    """Run a container to its end (or kill it after `timeout`), then remove it."""
-    client = docker.from_env()
-    started = time.monotonic()
-    container = client.containers.run(image, detach=True, environment=env, network=network.name)
-    try:
-        return wait_for_exit(container, timeout, started)
-    finally:
-        container.remove(force=True)

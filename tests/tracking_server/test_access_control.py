@@ -26,7 +26,6 @@ from support.stack import AuthServer, MySQL
 
 pytestmark = pytest.mark.docker
 MODEL = "authz-model"
-AUTH_DATABASE = "mlflow_authz_users"  # the auth_server fixture's
 READER = ("reader", "reader-password-123")
 EDITOR = ("editor", "editor-password-123")
 TIMEOUT = (2, 5)
@@ -46,7 +45,7 @@ class World:
     values: dict[str, str]
 
 
-def cheapen_password_hashes(mysql: MySQL, users: dict[str, str]) -> None:
+def cheapen_password_hashes(mysql: MySQL, database: str, users: dict[str, str]) -> None:
     """Store the users' passwords hashed with one PBKDF2 round instead of MLflow's scrypt.
 
     The server checks the password on every request (about 0.1-0.5 s of scrypt each on
@@ -55,8 +54,7 @@ def cheapen_password_hashes(mysql: MySQL, users: dict[str, str]) -> None:
     for name, password in users.items():
         digest = generate_password_hash(password, method="pbkdf2:sha256:1")
         mysql.execute_as_root(
-            f"UPDATE `{AUTH_DATABASE}`.users SET password_hash = '{digest}' "
-            f"WHERE username = '{name}'"
+            f"UPDATE `{database}`.users SET password_hash = '{digest}' WHERE username = '{name}'"
         )
 
 
@@ -78,7 +76,8 @@ def world(auth_server: AuthServer, mysql: MySQL, monkeypatch_module) -> World:
         users.create_user(name, password)
         users.grant_user_permission(name, "experiment", experiment_id, permission)
         users.grant_user_permission(name, "registered_model", MODEL, permission)
-    cheapen_password_hashes(mysql, dict([READER, EDITOR, auth_server.admin]))
+    logins = dict([READER, EDITOR, auth_server.admin])
+    cheapen_password_hashes(mysql, auth_server.auth_database, logins)
     values = {
         "experiment_id": experiment_id,
         "run_id": run_id,

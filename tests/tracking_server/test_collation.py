@@ -12,7 +12,7 @@ import pytest
 from testcontainers.core.network import Network
 
 from mlstack_tracking.collation import database_uris, is_case_insensitive
-from support.legacy import Finished, run_to_end
+from support.containers import Exited, run_to_exit
 from support.stack import MySQL
 
 COLLATION = ["python", "-m", "mlstack_tracking.collation"]
@@ -34,21 +34,21 @@ def test_the_auth_database_is_converted_only_with_auth_on() -> None:
 
 def collation_command(
     image: str, network: Network, mysql: MySQL, database: str, command: str
-) -> Finished:
+) -> Exited:
     uri = f"mysql+pymysql://{mysql.user}:{mysql.password}@{mysql.host}:{mysql.port}/{database}"
-    return run_to_end(
+    return run_to_exit(
         image,
-        network,
         [command],
+        network=network,
         env={"MLFLOW_BACKEND_STORE_URI": uri},
         entrypoint=COLLATION,
         timeout=120,
     )
 
 
-def error_lines(finished: Finished) -> list[str]:
+def error_lines(finished: Exited) -> list[str]:
     """The command's error lines (stdout and stderr interleave in a container's log)."""
-    return [line for line in finished.output.splitlines() if line.startswith("mlstack-collation:")]
+    return [line for line in finished.logs.splitlines() if line.startswith("mlstack-collation:")]
 
 
 def table_collations(mysql: MySQL, database: str) -> set[str]:
@@ -81,13 +81,13 @@ def test_convert_refuses_what_would_collide_or_not_fit(
         """
     )
     check = collation_command(tracking_server_image, legacy_network, mysql, "collide", "check")
-    assert check.status == 1, check.output
-    assert "('lr', 'r1') vs ('lr ', 'r1')" in check.output or (
-        "('lr ', 'r1') vs ('lr', 'r1')" in check.output
-    ), check.output
-    assert "params: 1 rows reference runs (run_uuid) only case-insensitively" in check.output
-    assert "old: column a of index a would take 1020 bytes" in check.output
-    assert "wide: its VARCHAR columns would take 72004 bytes" in check.output
+    assert check.status == 1, check.logs
+    assert "('lr', 'r1') vs ('lr ', 'r1')" in check.logs or (
+        "('lr ', 'r1') vs ('lr', 'r1')" in check.logs
+    ), check.logs
+    assert "params: 1 rows reference runs (run_uuid) only case-insensitively" in check.logs
+    assert "old: column a of index a would take 1020 bytes" in check.logs
+    assert "wide: its VARCHAR columns would take 72004 bytes" in check.logs
 
     convert = collation_command(tracking_server_image, legacy_network, mysql, "collide", "convert")
     assert convert.status == 1
@@ -142,12 +142,12 @@ def test_convert_keeps_foreign_keys_and_finishes_an_interrupted_run(
         """
     mysql.execute_as_root(interrupted.replace("UPDATE RULE", f"UPDATE {update_rule}"))
     convert = collation_command(tracking_server_image, legacy_network, mysql, "fkeys", "convert")
-    assert convert.status == 0, convert.output
-    assert "added back 2 foreign keys" in convert.output
+    assert convert.status == 0, convert.logs
+    assert "added back 2 foreign keys" in convert.logs
     assert table_collations(mysql, "fkeys") == {"utf8mb4_bin"}
     assert foreign_keys(mysql, "fkeys") == before
     assert "mlstack_pending_foreign_keys" not in mysql.execute_as_root("SHOW TABLES FROM fkeys")
     mysql.execute_as_root("INSERT INTO fkeys.tags VALUES ('Model', 1, 'STAGE')")  # case-distinct
 
     again = collation_command(tracking_server_image, legacy_network, mysql, "fkeys", "check")
-    assert again.status == 0 and "every table is utf8mb4 / utf8mb4_bin" in again.output
+    assert again.status == 0 and "every table is utf8mb4 / utf8mb4_bin" in again.logs

@@ -31,6 +31,7 @@ from support.faults import (
 )
 from support.images import ROOT
 from support.stack import run_minio, run_mysql
+from support.waiting import seconds_until
 
 pytestmark = pytest.mark.docker
 CLIENT_TIMEOUT_S = ERROR_BOUND_S + 30  # the client waits past the bound, to see a hang
@@ -74,11 +75,7 @@ def new_run(stack: FaultStack) -> tuple[str, str]:
 
 def recovers(check, timeout: float = 30) -> float:
     """Seconds until check() is true; fails after timeout."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, "did not recover"
-        time.sleep(0.5)
-    return time.monotonic() - started
+    return seconds_until(check, timeout=timeout, message="did not recover")
 
 
 def test_ready_follows_the_database_and_health_stays_cheap(stack: FaultStack) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from support.stack import TrackingServer
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 FORGED = "203.0.113.7"  # TEST-NET-3: nobody's address
@@ -20,14 +21,12 @@ IDLE_S = 7  # longer than the 5 s keep-alive the server used to have
 
 def access_log_line(server: TrackingServer, marker: str) -> str:
     """The server's access-log line of the request whose path holds marker."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def lines() -> list[str]:
         stdout, stderr = server.container.get_logs()
-        lines = [line for line in (stdout + stderr).decode().splitlines() if marker in line]
-        if lines:
-            return lines[-1]
-        time.sleep(0.5)
-    raise AssertionError(f"no access-log line for {marker}")
+        return [line for line in (stdout + stderr).decode().splitlines() if marker in line]
+
+    return wait_until(lines, timeout=10, message=f"no access-log line for {marker}")[-1]
 
 
 def test_forged_forwarded_for_from_an_untrusted_peer_is_ignored(

@@ -10,17 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import docker
 import pytest
 from mlflow import MlflowClient
 from testcontainers.core.network import Network
 
+from support.containers import run_to_exit
 from support.stack import (
     MinIO,
     MySQL,
     TrackingServer,
     run_mysql,
-    run_until_exit,
     tracking_server_container,
     tracking_server_env,
 )
@@ -73,7 +72,7 @@ def test_binary_logging_without_trust_refuses_before_migrating(
         ["1", "0"]
     ]
     env = tracking_server_env(untrusted_mysql, minio)
-    exited = run_until_exit(tracking_server_image, docker_network, env, timeout=90)
+    exited = run_to_exit(tracking_server_image, network=docker_network, env=env)
 
     assert exited.status == 1, exited.logs
     [line] = error_lines(exited.logs)
@@ -101,7 +100,7 @@ def test_half_migrated_database_is_recognised_and_recovers_as_documented(
     assert tables_of(untrusted_mysql, "wedged") >= SECRETS_TABLES
 
     env = tracking_server_env(untrusted_mysql, minio, DB_NAME="wedged")
-    exited = run_until_exit(tracking_server_image, docker_network, env, timeout=90)
+    exited = run_to_exit(tracking_server_image, network=docker_network, env=env)
     assert exited.status == 1, exited.logs
     [line] = error_lines(exited.logs)
     assert f"revision {BEFORE_TRIGGER}" in line and "half-migrated" in line
@@ -131,17 +130,8 @@ def test_half_migrated_database_is_recognised_and_recovers_as_documented(
 
 def _run_stock_upgrade(image: str, network: Network, uri: str) -> str:
     """Run stock `mlflow db upgrade` in the image, bypassing the start-up's checks."""
-    container = docker.from_env().containers.run(
-        image,
-        entrypoint=["python", "-m", "mlflow", "db", "upgrade", uri],
-        network=network.name,
-        detach=True,
-    )
-    try:
-        container.wait(timeout=180)
-        return container.logs().decode(errors="replace")
-    finally:
-        container.remove(force=True)
+    entrypoint = ["python", "-m", "mlflow", "db", "upgrade", uri]
+    return run_to_exit(image, entrypoint=entrypoint, network=network, timeout=180).logs
 
 
 @pytest.fixture

@@ -20,14 +20,18 @@ from mlflow.server import get_app_client
 from sklearn.linear_model import LinearRegression
 from testcontainers.core.network import Network
 
+from support.containers import run_to_exit
 from support.stack import (
     MinIO,
     MySQL,
     TrackingServer,
-    run_until_exit,
+    auth_env,
+    new_admin,
+    point_mlflow_at,
     tracking_server_container,
     tracking_server_env,
 )
+from support.waiting import wait_for_http
 
 pytestmark = pytest.mark.docker
 MODEL_NAME = "tracking-server-test-model"
@@ -39,7 +43,7 @@ def client_env(monkeypatch: pytest.MonkeyPatch, tracking_server: TrackingServer)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    mlflow.set_tracking_uri(tracking_server.uri_from_host)
+    point_mlflow_at(monkeypatch, tracking_server.uri_from_host)
     return tracking_server.uri_from_host
 
 
@@ -100,15 +104,12 @@ def test_everything_survives_a_restart(
 
     tracking_server.container.get_wrapped_container().restart(timeout=30)
     # The host port is given anew on a restart: ask for it again.
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{tracking_server.uri_from_host}/health", timeout=2).ok:
-                break
-        except requests.RequestException:  # refused or timed out while it starts
-            pass
-        assert time.monotonic() < deadline, "the server did not come back after a restart"
-        time.sleep(1)
+    wait_for_http(
+        f"{tracking_server.uri_from_host}/health",
+        timeout=90,
+        every=1,
+        message="the server did not come back after a restart",
+    )
     client = MlflowClient(tracking_uri=tracking_server.uri_from_host)
     mlflow.set_tracking_uri(tracking_server.uri_from_host)
 
@@ -131,7 +132,7 @@ def test_presigned_transfers_are_not_advertised(tracking_server: TrackingServer)
 
 # --- access control -------------------------------------------------------------------------
 
-ADMIN = ("admin", "admin-password-for-tests")
+ADMIN = new_admin()
 
 
 @pytest.fixture(scope="module")
@@ -139,18 +140,7 @@ def auth_servers(
     tracking_server_image: str, docker_network: Network, mysql: MySQL, minio: MinIO
 ) -> Iterator[list[str]]:
     """Two replicas with basic-auth on, started at once on a fresh database."""
-    mysql.create_database("mlflow_replicas")
-    env = tracking_server_env(
-        mysql,
-        minio,
-        DB_NAME="mlflow_replicas",
-        MLFLOW_AUTH_ENABLED="true",
-        MLFLOW_AUTH_DB_NAME="mlflow_auth",
-        MLFLOW_AUTH_ADMIN_USERNAME=ADMIN[0],
-        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1],
-        MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key",
-        MLFLOW_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
-    )
+    env = auth_env(mysql, minio, "mlflow_replicas", ADMIN)
     replicas = [
         tracking_server_container(tracking_server_image, docker_network, env, alias=None)
         for _ in range(2)
@@ -237,7 +227,7 @@ def test_bad_configuration_exits_with_one_clear_line(
     message: str,
 ) -> None:
     env = tracking_server_env(mysql, minio, **change)
-    exited = run_until_exit(tracking_server_image, docker_network, env, timeout=60)
+    exited = run_to_exit(tracking_server_image, network=docker_network, env=env, timeout=60)
     assert exited.status == 1, exited.logs
     assert exited.seconds < 45, f"took {exited.seconds:.0f} s to fail"
     errors = [line for line in exited.logs.splitlines() if "mlstack-tracking: error:" in line]

@@ -5,7 +5,8 @@ server writes its database on a server with binary logging on and a case-insensi
 default collation; our image then starts on it, upgrades it, warns about the
 collation, and serves everything back to a 3.17 client; a 2.12.1 client logs to it;
 after `python -m mlstack_tracking.collation convert`, names that differ only in
-case no longer collide. The tests run in order, on one database.
+case no longer collide. The tests share one database, in this order; a test that needs
+the conversion done (`converted`) does it when it runs alone.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
+from support.containers import Exited, run_to_exit
 from support.legacy import (
     CASE_INSENSITIVE,
     MLFLOW2_DIR,
     build_mlflow2_image,
-    run_to_end,
 )
 from support.stack import (
     MinIO,
     MySQL,
     TrackingServer,
+    point_mlflow_at,
     tracking_server_container,
     tracking_server_env,
 )
@@ -74,6 +76,27 @@ class Upgrade:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+    def convert(self) -> Exited:
+        """`python -m mlstack_tracking.collation convert` on the database, as documented."""
+        return run_to_exit(
+            self.image,
+            ["convert"],
+            network=self.network,
+            env=self.env,
+            entrypoint=COLLATION,
+            timeout=300,
+        )
+
+    def collations(self) -> list[str]:
+        """The database's default collation and its tables', each once."""
+        database = self.mysql.database
+        return self.mysql.execute_as_root(
+            "SELECT DISTINCT TABLE_COLLATION FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = '{database}' "
+            "UNION SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+            f"WHERE SCHEMA_NAME = '{database}'"
+        ).split()[1:]
 
     def revision(self) -> str:
         return self.mysql.execute_as_root(
@@ -159,8 +182,19 @@ def client(upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     assert upgrade.server is not None
     uri = TrackingServer(container=upgrade.server).uri_from_host
-    mlflow.set_tracking_uri(uri)
+    point_mlflow_at(monkeypatch, uri)
     return MlflowClient(tracking_uri=uri)
+
+
+@pytest.fixture
+def converted(upgrade: Upgrade) -> Upgrade:
+    """The database converted and our server on it again, as test_06 leaves it."""
+    if upgrade.collations() != ["utf8mb4_bin"]:
+        upgrade.stop_server()
+        conversion = upgrade.convert()
+        assert conversion.status == 0, conversion.logs
+        upgrade.start_server()
+    return upgrade
 
 
 def head_revision() -> str:
@@ -206,14 +240,14 @@ def test_02_everything_26_wrote_reads_back_with_317(
 def test_03_a_212_client_logs_a_run_that_317_reads(client: MlflowClient, upgrade: Upgrade) -> None:
     image = build_mlflow2_image()
     script = (MLFLOW2_DIR / "client_212.py").read_text()
-    logged = run_to_end(
+    logged = run_to_exit(
         image,
-        upgrade.network,
         ["/opt/mlflow212/bin/python", "-c", script, "http://tracking-server:5000"],
+        network=upgrade.network,
         timeout=240,
     )
-    assert logged.status == 0, logged.output
-    result = json.loads(logged.output.split("LOGGED ", 1)[1].splitlines()[0])
+    assert logged.status == 0, logged.logs
+    result = json.loads(logged.logs.split("LOGGED ", 1)[1].splitlines()[0])
     run = client.get_run(result["run_id"])
     assert run.data.params == {"alpha": "0.5", "client": "2.12.1"}
     history = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
@@ -231,12 +265,10 @@ def test_04_case_distinct_names_collide_before_the_conversion(client: MlflowClie
 
 
 def test_05_convert_refuses_while_the_server_runs(upgrade: Upgrade) -> None:
-    refused = run_to_end(
-        upgrade.image, upgrade.network, ["convert"], env=upgrade.env, entrypoint=COLLATION
-    )
+    refused = upgrade.convert()
     assert refused.status == 1
-    (error,) = [line for line in refused.output.splitlines() if "error:" in line]
-    assert "other sessions are using database mlflow" in error, refused.output
+    (error,) = [line for line in refused.logs.splitlines() if "error:" in line]
+    assert "other sessions are using database mlflow" in error, refused.logs
     assert CASE_INSENSITIVE in upgrade.mysql.execute_as_root(
         "SELECT TABLE_COLLATION FROM information_schema.TABLES "
         f"WHERE TABLE_SCHEMA = '{upgrade.mysql.database}' AND TABLE_NAME = 'latest_metrics'"
@@ -245,28 +277,21 @@ def test_05_convert_refuses_while_the_server_runs(upgrade: Upgrade) -> None:
 
 def test_06_after_convert_case_distinct_names_all_land(upgrade: Upgrade, tmp_path: Path) -> None:
     upgrade.stop_server()
-    converted = run_to_end(
-        upgrade.image, upgrade.network, ["convert"], env=upgrade.env, entrypoint=COLLATION
-    )
-    assert converted.status == 0, converted.output
-    assert "tables now utf8mb4_bin" in converted.output
-    collations = upgrade.mysql.execute_as_root(
-        "SELECT DISTINCT TABLE_COLLATION FROM information_schema.TABLES "
-        f"WHERE TABLE_SCHEMA = '{upgrade.mysql.database}' "
-        "UNION SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
-        f"WHERE SCHEMA_NAME = '{upgrade.mysql.database}'"
-    ).split()[1:]
-    assert collations == ["utf8mb4_bin"]
+    converted = upgrade.convert()
+    assert converted.status == 0, converted.logs
+    assert "tables now utf8mb4_bin" in converted.logs
+    assert upgrade.collations() == ["utf8mb4_bin"]
 
     upgrade.start_server()
     assert "case-insensitive collation" not in upgrade.startup_logs[-1]
 
 
 def test_07_loss_and_Loss_are_two_metrics_now(
-    client: MlflowClient, upgrade: Upgrade, tmp_path: Path
+    converted: Upgrade, client: MlflowClient, tmp_path: Path
 ) -> None:
-    experiment = client.get_experiment_by_name("case-distinct")
-    run_id = client.create_run(experiment.experiment_id).info.run_id
+    experiment = client.get_experiment_by_name("case-distinct")  # test_04's, from before
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("late")
+    run_id = client.create_run(experiment_id).info.run_id
     client.log_metric(run_id, "Loss", 1.0)
     client.log_metric(run_id, "loss", 2.0)
     client.log_param(run_id, "lr", "0.1")
@@ -274,4 +299,4 @@ def test_07_loss_and_Loss_are_two_metrics_now(
     run = client.get_run(run_id)
     assert run.data.metrics == {"Loss": 1.0, "loss": 2.0}
     assert run.data.params == {"lr": "0.1", "LR": "0.2"}
-    test_02_everything_26_wrote_reads_back_with_317(client, upgrade, tmp_path)
+    test_02_everything_26_wrote_reads_back_with_317(client, converted, tmp_path)

@@ -11,24 +11,21 @@ import pytest
 
 from mlstack import data as prepare_data
 from mlstack_training.paths import OptML
+from support.data import job_frames, write_channels
 
 from .helpers import FEATURES, TARGET
 
 
 @pytest.fixture(scope="session")
-def diabetes() -> tuple[pd.DataFrame, pd.DataFrame]:
+def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The diabetes data as scripts/prepare_data.py splits it: (train, test)."""
-    frame, _ = prepare_data.load_diabetes()
-    test = frame.sample(frac=0.2, random_state=0)
-    return frame.drop(test.index), test
+    return job_frames(tmp_path_factory.mktemp("opt_ml"))
 
 
 @pytest.fixture(scope="session")
 def channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The diabetes channels (and hyperparameters.json) exactly as `make data` writes them."""
-    output = tmp_path_factory.mktemp("diabetes")
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(output)]) == 0
-    return output
+    return write_channels(tmp_path_factory.mktemp("diabetes"))
 
 
 @pytest.fixture

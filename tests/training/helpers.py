@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import docker
 
 from mlstack_training.paths import OptML
-from support.stack import Exited, wait_for_exit
+from support.containers import Exited, wait_for_exit
 
 FEATURES = "age sex bmi bp s1 s2 s3 s4 s5 s6"
 TARGET = "progression"

@@ -22,7 +22,9 @@ from mlflow import MlflowClient
 from testcontainers.core.network import Network
 
 from mlstack_training.paths import OptML
-from support.stack import TrackingServer
+from support.containers import logs_of
+from support.stack import TrackingServer, point_mlflow_at
+from support.waiting import wait_until
 
 from .helpers import (
     FEATURES,
@@ -60,9 +62,7 @@ def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> 
     """A client on the host, reading the runs the jobs logged."""
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    monkeypatch.setattr(
-        "mlflow.tracking._tracking_service.utils._tracking_uri", tracking_server.uri_from_host
-    )
+    point_mlflow_at(monkeypatch, tracking_server.uri_from_host)
     return MlflowClient(tracking_server.uri_from_host)
 
 
@@ -251,10 +251,11 @@ def test_sigterm_stops_training_promptly(
     hyperparameters = reference_hyperparameters(tracking_server, experiment)
     tree = opt_ml({**hyperparameters, "n-estimators": "200000"})  # hours of training
     with training_container(training_image, tree, network=docker_network.name) as container:
-        deadline = time.monotonic() + 60
-        while b"training RandomForestRegressor" not in container.logs():
-            assert time.monotonic() < deadline, container.logs().decode()
-            time.sleep(0.5)
+        wait_until(
+            lambda: b"training RandomForestRegressor" in container.logs(),
+            timeout=60,
+            message=lambda: logs_of(container),
+        )
         started = time.monotonic()
         container.stop(timeout=60)  # SIGTERM; SIGKILL only after 60 s
         stopped_in = time.monotonic() - started

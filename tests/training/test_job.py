@@ -27,6 +27,7 @@ from mlstack_training.entrypoint import main
 from mlstack_training.errors import TrainingError
 from mlstack_training.paths import OptML
 from mlstack_training.tracking import FAILURE_TAG, redact, wait_for_server
+from support.stack import point_mlflow_at
 
 from .helpers import FEATURES, METRIC_REGEXES, TARGET
 
@@ -42,7 +43,7 @@ def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def experiment(sqlite_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh experiment with its artifacts under tmp_path; MLflow's global URI restored."""
-    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
+    point_mlflow_at(monkeypatch, None)
     monkeypatch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     name = f"job-test-{uuid.uuid4().hex[:8]}"

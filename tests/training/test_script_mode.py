@@ -29,8 +29,10 @@ from testcontainers.core.network import Network
 from mlstack.cli import cli
 from mlstack.local import jobs as local_jobs
 from mlstack_training.paths import OptML
+from support.containers import has_exited, logs_of
 from support.images import ROOT
 from support.stack import TrackingServer
+from support.waiting import wait_for_http, wait_until
 
 from .helpers import FEATURES, TARGET, training_container
 
@@ -100,18 +102,12 @@ def serving(image: str, network: Network, env: dict[str, str]) -> Iterator[str]:
         container.reload()
         port = container.ports["8080/tcp"][0]["HostPort"]
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            container.reload()
-            assert container.status != "exited", container.logs().decode()[-3000:]
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"not ready: {container.logs().decode()[-3000:]}")
+        wait_for_http(
+            f"{url}/ping",
+            timeout=120,
+            give_up=lambda: has_exited(container),
+            message=lambda: f"not ready: {logs_of(container)}",
+        )
         yield url
     finally:
         container.remove(force=True)
@@ -317,10 +313,9 @@ def test_sigterm_stops_the_script_and_ends_its_run_killed(
     )
     opt_ml = OptML(job_dir)
     with training_container(training_image, opt_ml, network=docker_network.name) as container:
-        deadline = time.monotonic() + 90
-        while b"ready" not in container.logs() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert b"ready" in container.logs(), container.logs().decode()[-3000:]
+        wait_until(
+            lambda: b"ready" in container.logs(), timeout=90, message=lambda: logs_of(container)
+        )
         started = time.monotonic()
         container.stop(timeout=30)  # SIGTERM, SIGKILL after 30 s
         stopped_in = time.monotonic() - started

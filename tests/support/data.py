@@ -1,0 +1,56 @@
+"""The data set the product trains on, for every suite: `make data`'s diabetes channels
+(scripts/prepare_data.py), read the way the training job reads them (mlstack_training.data).
+
+The one place the tests import scripts/prepare_data.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import prepare_data
+
+from mlstack_training import data
+from mlstack_training.paths import OptML
+
+TARGET = prepare_data.DIABETES_TARGET
+
+
+def write_channels(output: Path) -> Path:
+    """Write the diabetes channels (and hyperparameters.json) exactly as `make data` does."""
+    assert prepare_data.main(["--dataset", "diabetes", "--output", str(output)]) == 0
+    return output
+
+
+def job_frames(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the channels into an /opt/ml tree under root; (train, test) read back as the
+    training job reads its channels."""
+    opt_ml = OptML(root)
+    write_channels(opt_ml.channel("train").parent)
+    return data.read_channel(opt_ml, "train"), data.read_channel(opt_ml, "test")
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The train and test channels' features and target, as the training job selects them."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+    @property
+    def features(self) -> list[str]:
+        return [str(column) for column in self.train.columns]
+
+
+def diabetes_channels(root: Path) -> Channels:
+    """The channels written under root and read back, features and target picked as the
+    training job picks them (every column but the target, as floats)."""
+    train_frame, test_frame = job_frames(root)
+    features = data.feature_columns(train_frame, (), TARGET)
+    train = data.select(train_frame, features, TARGET, "train")
+    test = data.select(test_frame, features, TARGET, "test")
+    return Channels(train.features, test.features, train.target, test.target)
