@@ -1,7 +1,6 @@
 """The data set the product trains on, for every suite: `make data`'s diabetes channels
-(scripts/prepare_data.py), read the way the training job reads them (mlstack_training.data).
-
-The one place the tests import scripts/prepare_data.py.
+(`mlstack data`, scripts/mlstack/data.py), read the way the training job reads them
+(mlstack_training.data).
 """
 
 from __future__ import annotations
@@ -10,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import prepare_data
 
+from mlstack import data as prepare_data
 from mlstack_training import data
 from mlstack_training.paths import OptML
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlstack import data as prepare_data
 from mlstack_training.paths import OptML
 from support.data import job_frames, write_channels
 
@@ -18,7 +17,7 @@ from .helpers import FEATURES, TARGET
 
 @pytest.fixture(scope="session")
 def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The diabetes data as scripts/prepare_data.py splits it: (train, test)."""
+    """The diabetes data as `mlstack data` splits it: (train, test)."""
     return job_frames(tmp_path_factory.mktemp("opt_ml"))
 
 
