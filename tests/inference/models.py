@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from sklearn.ensemble import RandomForestRegressor
 
 from mlstack_training import model, train
@@ -23,17 +22,6 @@ from support.data import Channels as Diabetes
 TRUSTED_TYPES = model.SKOPS_TRUSTED_TYPES
 PIP_REQUIREMENTS = model.pinned_requirements()
 RANDOM_STATE = 0  # a job's random-state hyperparameter: the same forest every session
-# A product defect these fixtures brought to light: the training image saves the forest with
-# n_jobs=-1, so scikit-learn (the generic path) adds the trees' answers in whichever order its
-# threads finish and a prediction's last bit changes from call to call (6 distinct answers in
-# 50 calls of one 3-row request, measured). The fast path adds them in order, like n_jobs=1.
-# The fix belongs to the images (save with n_jobs=None, or predict with n_jobs=1); until then
-# the tests that compare the generic path bit for bit may fail, and say why.
-GENERIC_PATH_NOT_REPRODUCIBLE = pytest.mark.xfail(
-    strict=False,
-    reason="the training image's forest predicts with n_jobs=-1: scikit-learn's sum over the "
-    "trees is not reproducible to the last bit (fix in images/, see tests/inference/models.py)",
-)
 
 
 def diabetes(root: Path) -> Diabetes:

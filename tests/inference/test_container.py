@@ -199,8 +199,7 @@ def test_payload_limit(tuned: Tuned, forest_model, diabetes_data) -> None:
     body = full_split(rows)
     assert len(body) < MEBIBYTE
     at_limit = body + b" " * (MEBIBYTE - len(body))
-    # The generic path: scikit-learn with the trained forest's n_jobs=-1, exact to TOLERANCE
-    # only (see GENERIC_PATH_NOT_REPRODUCIBLE in models.py).
+    # The generic path (scikit-learn), held to the relative bound.
     served = predictions(tuned.server.invoke(at_limit))
     assert len(served) == len(rows)
     assert relative_error(served, forest_model.predict(rows)) <= TOLERANCE

@@ -20,7 +20,6 @@ from mlstack_inference.errors import BadRequest
 from mlstack_inference.predictor import Predictor, load_predictor
 
 from .models import (
-    GENERIC_PATH_NOT_REPRODUCIBLE,
     PIP_REQUIREMENTS,
     TRUSTED_TYPES,
     Diabetes,
@@ -116,7 +115,6 @@ def test_columns_in_another_order(
     assert np.array_equal(actual, forest_model.predict(diabetes_data.test))
 
 
-@GENERIC_PATH_NOT_REPRODUCIBLE
 def test_missing_values_go_to_scikit_learn(
     forest_predictor: Predictor, forest_model, diabetes_data
 ) -> None:

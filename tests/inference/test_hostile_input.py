@@ -22,7 +22,7 @@ from mlstack_inference.config import Limits, Settings
 from mlstack_inference.errors import BadRequest
 from mlstack_inference.predictor import Predictor, load_predictor
 
-from .models import GENERIC_PATH_NOT_REPRODUCIBLE, Diabetes, tiled_rows
+from .models import Diabetes, tiled_rows
 from .test_app import call
 
 MEBIBYTE = 1024 * 1024
@@ -258,7 +258,6 @@ def test_a_float32_overflow_is_refused_alike_by_both_paths(apps, diabetes_data) 
     assert both(apps, records([huge_integer]))[0][0] == 400
 
 
-@GENERIC_PATH_NOT_REPRODUCIBLE
 def test_json_integers_in_double_columns_are_doubles_in_both_paths(
     apps, forest_model, diabetes_data
 ) -> None:

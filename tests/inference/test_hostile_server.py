@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from support.waiting import wait_until
 
 from .conftest import InferenceServer, Tuned, running_server
-from .models import GENERIC_PATH_NOT_REPRODUCIBLE, Diabetes, save_code_model, tiled_rows
+from .models import Diabetes, save_code_model, tiled_rows
 
 pytestmark = pytest.mark.docker
 
@@ -215,7 +215,6 @@ def valid_requests(draw) -> tuple[str, str]:
     return json.dumps(document), "application/json"
 
 
-@GENERIC_PATH_NOT_REPRODUCIBLE
 def test_fast_and_generic_paths_answer_alike(served: InferenceServer, tuned: Tuned) -> None:
     generic = tuned.server
     assert requests.get(f"{served.url}/ping", timeout=5).json()["fast_path"].startswith("on")

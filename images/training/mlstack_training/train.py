@@ -28,6 +28,10 @@ def fit(hyperparameters: Hyperparameters, train: Dataset) -> RandomForestRegress
         n_jobs=-1,
     )
     model.fit(train.features, train.target)
+    # Saved to predict on one thread: with n_jobs=-1 scikit-learn sums the trees' answers in
+    # whichever order its threads finish, so one request's prediction changed in its last bit
+    # from call to call. Serving workers run one prediction at a time per CPU anyway.
+    model.set_params(n_jobs=None)
     return model
 
 
