@@ -45,7 +45,16 @@ ACTIVE_VARIABLE = "MLSTACK_MODEL_VENV_ACTIVE"
 # The image's own pins, copied in by the Dockerfile: the server-only packages a model
 # venv needs besides the model's requirements come from here, at the image's versions.
 IMAGE_REQUIREMENTS = Path("/opt/mlstack/requirements.txt")
-SERVER_ONLY = ("gunicorn", "uvicorn", "uvicorn-worker", "uvloop", "httptools")
+# pydantic-settings and tenacity: the server's own code (config, lifecycle) imports them.
+SERVER_ONLY = (
+    "gunicorn",
+    "uvicorn",
+    "uvicorn-worker",
+    "uvloop",
+    "httptools",
+    "pydantic-settings",
+    "tenacity",
+)
 # MLflow flavour -> the library whose version decides how the model loads and predicts.
 FLAVOUR_LIBRARIES = {
     "sklearn": "scikit-learn",
