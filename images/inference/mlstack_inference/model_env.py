@@ -368,9 +368,9 @@ def prepare(
 ) -> list[str] | None:
     """Compare, log, apply the policy (settings.env_policy). Returns the command to re-exec
     in the model's venv, or None to serve here; sets REPORT_VARIABLE for the workers either
-    way. env is only written: it is the environment the workers and the venv's entrypoint
-    inherit (os.environ, unless a test passes its own)."""
-    env = os.environ if env is None else env  # written for the children, never read
+    way. env is written (and its PATH extended): the environment the workers and the venv's
+    entrypoint inherit (os.environ, unless a test passes its own)."""
+    env = os.environ if env is None else env  # written for the children (PATH: extended)
     policy = settings.env_policy
     found = inspect_model(model_dir)
     log.info("%s", found.line())
