@@ -19,7 +19,6 @@ def test_defaults_follow_sagemaker() -> None:
     assert settings.port == 8080
     assert settings.timeout == 60
     assert settings.max_payload_bytes == 6 * 1024 * 1024
-    assert settings.model_dir == "/opt/ml/model"
 
 
 def test_every_variable() -> None:
@@ -50,8 +49,12 @@ def test_every_variable() -> None:
         fast_path=False,
         log_level="debug",
         body_timeout=60,
-        limits=Limits(max_rows=10, max_columns=20, max_values=30, max_depth=4),
+        max_rows=10,
+        max_columns=20,
+        max_values=30,
+        max_depth=4,
     )
+    assert settings.limits == Limits(max_rows=10, max_columns=20, max_values=30, max_depth=4)
     assert settings.max_payload_bytes is None
 
 
@@ -87,17 +90,14 @@ def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
 
 
 def test_preflight(forest_model_dir: Path, tmp_path: Path) -> None:
-    assert entrypoint.preflight(Settings(model_dir=str(forest_model_dir)), {}) == str(
-        forest_model_dir
-    )
+    assert entrypoint.preflight(load_settings({}), str(forest_model_dir)) == str(forest_model_dir)
     with pytest.raises(StartupError, match="no MLflow model in"):
-        entrypoint.preflight(Settings(model_dir=str(tmp_path)), {})
-    uri = Settings(model_uri="models:/diabetes@champion")
+        entrypoint.preflight(load_settings({}), str(tmp_path))
+    uri = {"MODEL_URI": "models:/diabetes@champion"}
     with pytest.raises(StartupError, match="needs MLFLOW_TRACKING_URI"):
-        entrypoint.preflight(uri, {})
-    assert entrypoint.preflight(uri, {"MLFLOW_TRACKING_URI": "http://t:5000"}).startswith(
-        "MODEL_URI="
-    )
+        entrypoint.preflight(load_settings(uri))
+    with_server = load_settings({**uri, "MLFLOW_TRACKING_URI": "http://t:5000"})
+    assert entrypoint.preflight(with_server).startswith("MODEL_URI=")
 
 
 def test_unknown_command_exits(capsys) -> None:
@@ -128,3 +128,25 @@ def test_gunicorn_settings_come_from_sagemaker_variables(monkeypatch) -> None:
     assert conf.timeout == 45
     assert conf.worker_class == "mlstack_inference.worker.InferenceWorker"
     assert conf.graceful_timeout < 30  # SageMaker kills 30 s after SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        *[("true", True), ("1", True), ("Yes", True), (" on ", True)],
+        *[("false", False), ("0", False), ("no", False), ("OFF", False)],
+    ],
+)
+def test_boolean_spellings(raw: str, expected: bool) -> None:
+    assert load_settings({"SAGEMAKER_BATCH": raw}).batch is expected
+
+
+def test_blank_values_mean_the_default() -> None:
+    assert load_settings({"SAGEMAKER_BIND_TO_PORT": " ", "LOG_LEVEL": ""}) == load_settings({})
+
+
+def test_the_process_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERENCE_MAX_ROWS", "7")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://t:5000")
+    settings = load_settings()
+    assert (settings.limits.max_rows, settings.tracking_uri) == (7, "http://t:5000")

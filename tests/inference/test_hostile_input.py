@@ -8,6 +8,7 @@ generic paths disagreeing on 1e39 and on JSON integers in double columns.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import tracemalloc
@@ -134,7 +135,7 @@ def test_huge_integers_in_csv_are_400s(apps) -> None:
     ids=["rows", "columns", "values", "depth"],
 )
 def test_each_limit_is_a_400_naming_it(forest_predictor, limits, body, variable) -> None:
-    app = InferenceApp(Settings(workers=1, limits=limits))
+    app = InferenceApp(Settings(workers=1, **dataclasses.asdict(limits)))
     app.set_predictor(forest_predictor)
     response = post(app, json.dumps(body))
     assert response.status == 400
@@ -142,7 +143,7 @@ def test_each_limit_is_a_400_naming_it(forest_predictor, limits, body, variable)
 
 
 def test_csv_limits(forest_predictor, diabetes_data: Diabetes) -> None:
-    app = InferenceApp(Settings(workers=1, limits=Limits(max_rows=3)))
+    app = InferenceApp(Settings(workers=1, max_rows=3))
     app.set_predictor(forest_predictor)
     body = diabetes_data.test.iloc[:4].to_csv(index=False, header=False)
     response = post(app, body, "text/csv")

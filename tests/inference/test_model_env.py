@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlstack_inference import model_env
+from mlstack_inference.config import load_settings
 from mlstack_inference.errors import StartupError
 
 IMAGE_REQUIREMENTS = Path(__file__).parents[2] / "images" / "inference" / "requirements.txt"
@@ -95,11 +96,11 @@ def test_model_policy_wants_a_venv_only_when_versions_differ(tmp_path: Path) -> 
     assert model_env.decide(found, "model") == "serve"
 
 
-def test_policy_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert model_env.policy_from_env({}) == "strict"
-    assert model_env.policy_from_env({"INFERENCE_ENV_POLICY": " Warn "}) == "warn"
-    with pytest.raises(StartupError, match="strict, warn or model, got 'lax'"):
-        model_env.policy_from_env({"INFERENCE_ENV_POLICY": "lax"})
+def test_policy_variable() -> None:
+    assert load_settings({}).env_policy == "strict"
+    assert load_settings({"INFERENCE_ENV_POLICY": " Warn "}).env_policy == "warn"
+    with pytest.raises(StartupError, match="POLICY must be strict, warn or model, got 'lax'"):
+        load_settings({"INFERENCE_ENV_POLICY": "lax"})
 
 
 def test_venv_requirements() -> None:
@@ -117,7 +118,8 @@ def test_venv_requirements() -> None:
 def test_prepare_serves_here_and_reports(tmp_path: Path) -> None:
     same = "".join(f"{n}=={version(n)}\n" for n in ("scikit-learn", "pandas", "numpy"))
     env: dict[str, str] = {"INFERENCE_ENV_POLICY": "strict"}
-    assert model_env.prepare(write_model(tmp_path, same + "mlflow==3.17.2\n"), env) is None
+    model_dir = write_model(tmp_path, same + "mlflow==3.17.2\n")
+    assert model_env.prepare(model_dir, load_settings(env), env) is None
     facts = json.loads(env[model_env.REPORT_VARIABLE])
     assert facts["policy"] == "strict" and facts["model_venv"] is None
     assert {p["status"] for p in facts["packages"]} == {"same"}
@@ -128,13 +130,11 @@ def test_prepare_hands_over_to_a_prebuilt_venv(tmp_path: Path) -> None:
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").touch()
     env = {"INFERENCE_ENV_POLICY": "model", "INFERENCE_MODEL_VENV": str(venv), "PATH": "/usr/bin"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("INFERENCE_MODEL_VENV", str(venv))
-        command = model_env.prepare(write_model(tmp_path / "m"), env)
+    command = model_env.prepare(write_model(tmp_path / "m"), load_settings(env), env)
     assert command == [str(venv / "bin" / "python"), "-m", "mlstack_inference.entrypoint", "serve"]
     assert env["PATH"].startswith(f"{venv}/bin:") and env[model_env.ACTIVE_VARIABLE] == str(venv)
     # Run again inside the venv: serve there, whatever it finds.
-    assert model_env.prepare(write_model(tmp_path / "m"), env) is None
+    assert model_env.prepare(write_model(tmp_path / "m"), load_settings(env), env) is None
 
 
 def test_training_pins_are_the_inference_image_pins() -> None:

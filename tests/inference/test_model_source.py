@@ -17,17 +17,18 @@ from support.ports import free_port
 from .models import tar_model
 
 
-def settings_for(model_dir: Path, model_uri: str | None = None) -> Settings:
-    return Settings(model_dir=str(model_dir), model_uri=model_uri)
+def resolve(model_dir: Path, cache: Path, model_uri: str | None = None) -> Path:
+    """resolve_model_dir with the model folder at model_dir (SageMaker's /opt/ml/model)."""
+    return resolve_model_dir(Settings(model_uri=model_uri), cache, str(model_dir))
 
 
 def test_model_folder_is_used_in_place(forest_model_dir: Path, tmp_path: Path) -> None:
-    assert resolve_model_dir(settings_for(forest_model_dir), tmp_path) == forest_model_dir
+    assert resolve(forest_model_dir, tmp_path) == forest_model_dir
 
 
 def test_model_one_folder_down(forest_model_dir: Path, tmp_path: Path) -> None:
     root = forest_model_dir.parent
-    assert resolve_model_dir(settings_for(root), tmp_path / "cache") == forest_model_dir
+    assert resolve(root, tmp_path / "cache") == forest_model_dir
 
 
 def test_tarball_is_extracted_once(forest_model_dir: Path, tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_tarball_is_extracted_once(forest_model_dir: Path, tmp_path: Path) -> No
     tar_model(forest_model_dir, root / "model.tar.gz")
     cache = tmp_path / "cache"
     with ThreadPoolExecutor(4) as pool:
-        found = set(pool.map(lambda _: resolve_model_dir(settings_for(root), cache), range(4)))
+        found = set(pool.map(lambda _: resolve(root, cache), range(4)))
     assert len(found) == 1
     model_dir = found.pop()
     assert (model_dir / "MLmodel").read_bytes() == (forest_model_dir / "MLmodel").read_bytes()
@@ -48,7 +49,7 @@ def test_tarball_with_a_top_folder(forest_model_dir: Path, tmp_path: Path) -> No
     root.mkdir()
     with tarfile.open(root / "model.tar.gz", "w:gz") as archive:
         archive.add(forest_model_dir, arcname="my-model")
-    model_dir = resolve_model_dir(settings_for(root), tmp_path / "cache")
+    model_dir = resolve(root, tmp_path / "cache")
     assert model_dir.name == "my-model" and (model_dir / "MLmodel").is_file()
 
 
@@ -69,7 +70,7 @@ def test_unsafe_tarballs_are_refused(tmp_path: Path, name: str, kind: bytes, mes
         member.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
         archive.addfile(member, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
     with pytest.raises(StartupError, match=message):
-        resolve_model_dir(settings_for(root), tmp_path / "cache")
+        resolve(root, tmp_path / "cache")
     assert not (tmp_path / "escape.txt").exists()
 
 
@@ -80,7 +81,7 @@ def test_tarball_without_a_model(tmp_path: Path) -> None:
     with tarfile.open(root / "model.tar.gz", "w:gz") as archive:
         archive.add(root / "stuff", arcname="stuff")
     with pytest.raises(StartupError, match="holds no MLflow model"):
-        resolve_model_dir(settings_for(root), tmp_path / "cache")
+        resolve(root, tmp_path / "cache")
 
 
 def test_corrupt_tarball(tmp_path: Path) -> None:
@@ -88,28 +89,26 @@ def test_corrupt_tarball(tmp_path: Path) -> None:
     root.mkdir()
     (root / "model.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(StartupError, match="cannot extract"):
-        resolve_model_dir(settings_for(root), tmp_path / "cache")
+        resolve(root, tmp_path / "cache")
 
 
 def test_empty_or_missing_model_folder(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="does not exist: mount an MLflow model there"):
-        resolve_model_dir(settings_for(tmp_path / "absent"), tmp_path / "cache")
+        resolve(tmp_path / "absent", tmp_path / "cache")
     with pytest.raises(StartupError, match=r"no MLflow model in .*set MODEL_URI"):
-        resolve_model_dir(settings_for(tmp_path), tmp_path / "cache")
+        resolve(tmp_path, tmp_path / "cache")
 
 
 def test_model_uri_is_downloaded(forest_model_dir: Path, tmp_path: Path) -> None:
-    settings = settings_for(tmp_path / "unused", model_uri=str(forest_model_dir))
-    model_dir = resolve_model_dir(settings, tmp_path / "cache")
+    model_dir = resolve(tmp_path / "unused", tmp_path / "cache", str(forest_model_dir))
     assert model_dir != forest_model_dir
     assert (model_dir / "MLmodel").read_bytes() == (forest_model_dir / "MLmodel").read_bytes()
 
 
 def test_model_uri_that_cannot_be_downloaded(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")
-    settings = settings_for(tmp_path, model_uri="models:/absent@champion")
     with pytest.raises(StartupError, match=r"cannot download MODEL_URI=models:/absent@champion"):
-        resolve_model_dir(settings, tmp_path / "cache")
+        resolve(tmp_path, tmp_path / "cache", "models:/absent@champion")
 
 
 def test_the_tracking_uri_is_logged_without_its_credentials(
@@ -118,8 +117,7 @@ def test_the_tracking_uri_is_logged_without_its_credentials(
     closed = free_port()  # nothing listens: the download fails fast
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://someone:s3cret-pass@127.0.0.1:{closed}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    settings = settings_for(tmp_path, model_uri="models:/absent@champion")
     with caplog.at_level("INFO"), pytest.raises(StartupError) as raised:
-        resolve_model_dir(settings, tmp_path / "cache")
+        resolve(tmp_path, tmp_path / "cache", "models:/absent@champion")
     assert f"from http://***@127.0.0.1:{closed}" in caplog.text
     assert "s3cret-pass" not in caplog.text and "s3cret-pass" not in str(raised.value)

@@ -10,21 +10,20 @@ from sklearn.dummy import DummyRegressor
 
 from mlstack.local.jobs import JobError
 from mlstack.local.loop import model_of_run
+from support.stack import point_mlflow_at
 
 
-def test_the_model_of_a_run_is_found_in_the_runs_own_experiment(tmp_path: Path):
+def test_the_model_of_a_run_is_found_in_the_runs_own_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """The tuning run's experiment is not MLflow's active one: the best job's logged model is
     found wherever its run is (a script may log to another experiment)."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        client = mlflow.MlflowClient()
-        experiment = client.create_experiment("jobs", artifact_location=(tmp_path / "a").as_uri())
-        with mlflow.start_run(experiment_id=experiment) as run:
-            model = mlflow.sklearn.log_model(DummyRegressor().fit([[0]], [1]), name="model")
-        assert model_of_run(run.info.run_id) == f"models:/{model.model_id}"
-        empty = client.create_run(experiment).info.run_id
-        with pytest.raises(JobError, match="logged no model"):
-            model_of_run(empty)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    point_mlflow_at(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("jobs", artifact_location=(tmp_path / "a").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        model = mlflow.sklearn.log_model(DummyRegressor().fit([[0]], [1]), name="model")
+    assert model_of_run(run.info.run_id) == f"models:/{model.model_id}"
+    empty = client.create_run(experiment).info.run_id
+    with pytest.raises(JobError, match="logged no model"):
+        model_of_run(empty)

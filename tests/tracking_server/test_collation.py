@@ -12,6 +12,7 @@ import pytest
 from testcontainers.core.network import Network
 
 from mlstack_tracking.collation import database_uris, is_case_insensitive
+from mlstack_tracking.config import StoreSettings, load_settings
 from support.containers import Exited, run_to_exit
 from support.stack import MySQL
 
@@ -27,9 +28,14 @@ def test_case_insensitive_collations_are_told_apart() -> None:
 
 def test_the_auth_database_is_converted_only_with_auth_on() -> None:
     env = {"DB_HOST": "db", "DB_USER": "u", "DB_PASSWORD": "p"}
-    assert [u.rsplit("/", 1)[1] for u in database_uris(env)] == ["mlflow"]
+    assert [u.rsplit("/", 1)[1] for u in database_uris(load_settings(env, kind=StoreSettings))] == [
+        "mlflow"
+    ]
     env |= {"MLFLOW_AUTH_ENABLED": "true", "MLFLOW_AUTH_DB_NAME": "auth"}
-    assert [u.rsplit("/", 1)[1] for u in database_uris(env)] == ["mlflow", "auth"]
+    assert [u.rsplit("/", 1)[1] for u in database_uris(load_settings(env, kind=StoreSettings))] == [
+        "mlflow",
+        "auth",
+    ]
 
 
 def collation_command(

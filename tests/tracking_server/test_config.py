@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy.engine import make_url
 
-from mlstack_tracking.config import load_settings
+from mlstack_tracking.config import StoreSettings, load_settings
 from mlstack_tracking.errors import StartupError
 
 BASE = {
@@ -107,3 +107,45 @@ def test_auth_database_is_its_own_on_the_same_server() -> None:
     assert auth_url.host == "mysql"
     assert auth_url.password == BASE["DB_PASSWORD"]
     assert settings.auth.admin_username == "admin"
+
+
+def test_blank_values_mean_the_default_and_booleans_take_the_usual_spellings() -> None:
+    blank = load_settings({**BASE, "MLFLOW_WORKERS": " ", "DB_PORT": "", "LOG_LEVEL": ""})
+    assert (blank.workers, make_url(blank.backend_store_uri).port, blank.log_level) == (
+        4,
+        3306,
+        "info",
+    )
+    for raw, expected in [("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False)]:
+        assert (
+            load_settings({**BASE, "MLFLOW_PRESIGNED_ARTIFACT_URLS": raw}).presigned_artifact_urls
+            is expected
+        )
+
+
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "MLFLOW_BACKEND_STORE_URI": "mysql+pymysql://u:uri-secret@db/mlflow",
+            "MLFLOW_AUTH_ENABLED": "true",
+            "MLFLOW_AUTH_ADMIN_PASSWORD": "long-enough-pass",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret",
+        }
+    )
+    shown = repr(settings)
+    for secret in ("uri-secret", BASE["DB_PASSWORD"], "long-enough-pass", "flask-secret"):
+        assert secret not in shown
+
+
+def test_the_process_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**BASE, "ALLOWED_HOSTS": "a.example, b.example"}.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().allowed_hosts == ("a.example", "b.example")
+
+
+def test_the_collation_command_needs_the_store_only() -> None:
+    store = load_settings({"MLFLOW_BACKEND_STORE_URI": "mysql+pymysql://u:p@db/t"}, StoreSettings)
+    assert make_url(store.backend_store_uri).database == "t"
+    with pytest.raises(StartupError, match="ARTIFACTS_DESTINATION is not set"):
+        load_settings({"MLFLOW_BACKEND_STORE_URI": "mysql+pymysql://u:p@db/t"})

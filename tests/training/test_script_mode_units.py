@@ -24,7 +24,7 @@ def test_script_mode_only_with_a_program(tmp_path: Path) -> None:
     assert not requested(opt_ml, {})
     opt_ml.hyperparameters_file.parent.mkdir(parents=True)
     opt_ml.hyperparameters_file.write_text(json.dumps({"n-estimators": "10"}))
-    assert not requested(opt_ml, {})
+    assert not requested(opt_ml, {"SAGEMAKER_PROGRAM": " "})
     assert requested(opt_ml, {"SAGEMAKER_PROGRAM": "train.py"})
     opt_ml.hyperparameters_file.write_text(json.dumps({"sagemaker_program": '"train.py"'}))
     assert requested(opt_ml, {})

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlstack_inference import model_env, payloads
+from mlstack_inference import payloads
 from mlstack_inference.config import Settings, load_settings
 from mlstack_inference.errors import (
     BadRequest,
@@ -181,7 +181,7 @@ class InferenceApp:
             if path == "/execution-parameters":
                 return Response(200, payloads.JSON, self.execution_parameters)
             if path == "/environment":
-                return Response(200, payloads.JSON, model_env.report())
+                return Response(200, payloads.JSON, self.settings.model_report.encode())
             return self.invocations(headers, body)
         except RequestError as error:
             if error.status == 413:

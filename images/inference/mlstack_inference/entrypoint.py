@@ -15,24 +15,29 @@ from pathlib import Path
 from mlstack_inference import model_env
 from mlstack_inference.config import Settings, load_settings
 from mlstack_inference.errors import StartupError
-from mlstack_inference.model_source import MLMODEL, TARBALL, find_model_dir, resolve_model_dir
+from mlstack_inference.model_source import (
+    MLMODEL,
+    SAGEMAKER_MODEL_DIR,
+    TARBALL,
+    find_model_dir,
+    resolve_model_dir,
+)
 
 log = logging.getLogger("mlstack_inference")
 
 REGISTRY_SCHEMES = ("models:/", "runs:/")
 
 
-def preflight(settings: Settings, env: dict[str, str] | None = None) -> str:
+def preflight(settings: Settings, model_dir: str = SAGEMAKER_MODEL_DIR) -> str:
     """Check that a model source exists (nothing is downloaded); describe it."""
-    env = dict(os.environ) if env is None else env
     if settings.model_uri:
-        if settings.model_uri.startswith(REGISTRY_SCHEMES) and not env.get("MLFLOW_TRACKING_URI"):
+        if settings.model_uri.startswith(REGISTRY_SCHEMES) and not settings.tracking_uri:
             raise StartupError(
                 f"MODEL_URI={settings.model_uri} needs MLFLOW_TRACKING_URI, the tracking "
                 "server to resolve it through (e.g. http://tracking-server:5000)"
             )
         return f"MODEL_URI={settings.model_uri}"
-    root = Path(settings.model_dir)
+    root = Path(model_dir)
     if (root / TARBALL).is_file() or (root.is_dir() and find_model_dir(root) is not None):
         return str(root)
     raise StartupError(
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         source = preflight(settings)
         # The model's own environment against the image's (INFERENCE_ENV_POLICY): may
         # refuse, or hand over to the model's venv, which runs this entrypoint again.
-        in_model_venv = model_env.prepare(resolve_model_dir(settings))
+        in_model_venv = model_env.prepare(resolve_model_dir(settings), settings)
     except StartupError as error:
         print(f"mlstack-inference: error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.timeout,
         settings.max_payload_mb or "any",
     )
-    if in_model_venv:
+    if in_model_venv:  # model_env.prepare has set os.environ for the venv's entrypoint
         os.execv(in_model_venv[0], in_model_venv)
     command = gunicorn_command()
     os.execvp(command[0], command)

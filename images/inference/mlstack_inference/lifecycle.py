@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import Retrying, retry_if_result, wait_fixed
+
 from mlstack_inference.config import Settings
 
 log = logging.getLogger("mlstack_inference")
@@ -74,13 +76,13 @@ class Watchdog:
         return False
 
     def start(self, interval: float = 1.0) -> threading.Thread:
-        """Check in a daemon thread every `interval` seconds."""
-
-        def run() -> None:
-            while not self.check():
-                time.sleep(interval)
-
-        thread = threading.Thread(target=run, name="invocation-watchdog", daemon=True)
+        """Check in a daemon thread every `interval` seconds, until a check expires one."""
+        every = Retrying(
+            retry=retry_if_result(lambda expired: not expired), wait=wait_fixed(interval)
+        )
+        thread = threading.Thread(
+            target=every, args=(self.check,), name="invocation-watchdog", daemon=True
+        )
         thread.start()
         return thread
 

@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -31,22 +32,29 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from mlstack_inference.config import Settings
 from mlstack_inference.errors import StartupError
 
 log = logging.getLogger("mlstack_inference")
 
-POLICY_VARIABLE = "INFERENCE_ENV_POLICY"
-POLICIES = ("strict", "warn", "model")
-DEFAULT_POLICY = "strict"
-CACHE_VARIABLE = "INFERENCE_ENV_CACHE"
 PREBUILT_VARIABLE = "INFERENCE_MODEL_VENV"  # set by model images: the venv built into them
-# The entrypoint passes the facts to the workers (and to itself after re-exec) here.
+# The entrypoint passes the facts to the workers (and to itself after re-exec) here; the
+# workers and the re-executed entrypoint read them back through Settings.
 REPORT_VARIABLE = "MLSTACK_MODEL_ENVIRONMENT"
 ACTIVE_VARIABLE = "MLSTACK_MODEL_VENV_ACTIVE"
 # The image's own pins, copied in by the Dockerfile: the server-only packages a model
 # venv needs besides the model's requirements come from here, at the image's versions.
 IMAGE_REQUIREMENTS = Path("/opt/mlstack/requirements.txt")
-SERVER_ONLY = ("gunicorn", "uvicorn", "uvicorn-worker", "uvloop", "httptools")
+# pydantic-settings and tenacity: the server's own code (config, lifecycle) imports them.
+SERVER_ONLY = (
+    "gunicorn",
+    "uvicorn",
+    "uvicorn-worker",
+    "uvloop",
+    "httptools",
+    "pydantic-settings",
+    "tenacity",
+)
 # MLflow flavour -> the library whose version decides how the model loads and predicts.
 FLAVOUR_LIBRARIES = {
     "sklearn": "scikit-learn",
@@ -288,11 +296,11 @@ def env_key(requirements: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_root() -> Path:
+def cache_root(settings: Settings) -> Path:
     """Where `model` creates venvs (INFERENCE_ENV_CACHE)."""
     from mlstack_inference.model_source import default_cache_root
 
-    return Path(os.environ.get(CACHE_VARIABLE, "").strip() or default_cache_root() / "envs")
+    return Path(settings.env_cache or default_cache_root() / "envs")
 
 
 def create_venv(dest: Path, requirements: list[str]) -> None:
@@ -314,9 +322,9 @@ def create_venv(dest: Path, requirements: list[str]) -> None:
             )
 
 
-def ensure_venv(requirements: list[str]) -> Path:
+def ensure_venv(requirements: list[str], settings: Settings) -> Path:
     """The model's venv: the model image's prebuilt one, else created once in the cache."""
-    prebuilt = os.environ.get(PREBUILT_VARIABLE, "").strip()
+    prebuilt = settings.model_venv
     if prebuilt:
         if not (Path(prebuilt) / "bin" / "python").is_file():
             raise StartupError(f"{PREBUILT_VARIABLE}={prebuilt} is not a venv: rebuild the image")
@@ -324,7 +332,7 @@ def ensure_venv(requirements: list[str]) -> Path:
         return Path(prebuilt)
     from mlstack_inference.model_source import DONE_MARKER, _once
 
-    root = cache_root()
+    root = cache_root(settings)
     started = time.monotonic()
     venv = _once(root, "venv:" + env_key(requirements), lambda d: create_venv(d, requirements))
     took = time.monotonic() - started
@@ -336,15 +344,6 @@ def ensure_venv(requirements: list[str]) -> Path:
 
 
 # --- the policy ------------------------------------------------------------------------
-
-
-def policy_from_env(env: dict[str, str] | None = None) -> str:
-    """INFERENCE_ENV_POLICY, checked; strict when unset."""
-    env = os.environ if env is None else env
-    policy = (env.get(POLICY_VARIABLE, "").strip() or DEFAULT_POLICY).lower()
-    if policy not in POLICIES:
-        raise StartupError(f"{POLICY_VARIABLE} must be strict, warn or model, got {policy!r}")
-    return policy
 
 
 def decide(found: ModelEnvironment, policy: str) -> str:
@@ -364,14 +363,18 @@ def decide(found: ModelEnvironment, policy: str) -> str:
     return "serve"
 
 
-def prepare(model_dir: Path, env: dict[str, str] | None = None) -> list[str] | None:
-    """Compare, log, apply the policy. Returns the command to re-exec in the model's venv,
-    or None to serve here; sets REPORT_VARIABLE for the workers either way."""
-    env = os.environ if env is None else env
-    policy = policy_from_env(env)
+def prepare(
+    model_dir: Path, settings: Settings, env: MutableMapping[str, str] | None = None
+) -> list[str] | None:
+    """Compare, log, apply the policy (settings.env_policy). Returns the command to re-exec
+    in the model's venv, or None to serve here; sets REPORT_VARIABLE for the workers either
+    way. env is written (and its PATH extended): the environment the workers and the venv's
+    entrypoint inherit (os.environ, unless a test passes its own)."""
+    env = os.environ if env is None else env  # written for the children (PATH: extended)
+    policy = settings.env_policy
     found = inspect_model(model_dir)
     log.info("%s", found.line())
-    active = env.get(ACTIVE_VARIABLE)
+    active = settings.model_venv_active
     if active:  # already re-executed in the model's venv: serve here whatever remains
         if found.differing():
             log.warning("the model's venv still differs: %s", found.line())
@@ -380,12 +383,8 @@ def prepare(model_dir: Path, env: dict[str, str] | None = None) -> list[str] | N
     if decide(found, policy) == "serve":
         env[REPORT_VARIABLE] = json.dumps(found.as_dict(policy, None))
         return None
-    venv = ensure_venv(venv_requirements(found.requirements))
+    venv = ensure_venv(venv_requirements(found.requirements), settings)
     env[ACTIVE_VARIABLE] = str(venv)
+    # The re-executed entrypoint's PATH: the venv's bin first, then the PATH it inherits.
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     return [str(venv / "bin" / "python"), "-m", "mlstack_inference.entrypoint", "serve"]
-
-
-def report() -> bytes:
-    """The JSON of GET /environment, as the entrypoint left it."""
-    return os.environ.get(REPORT_VARIABLE, "{}").encode()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import os
 import re
 import shutil
 import tarfile
@@ -29,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MLMODEL = "MLmodel"
 TARBALL = "model.tar.gz"
+# SageMaker extracts model.tar.gz here before the container starts.
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 DONE_MARKER = ".mlstack-complete"
 # user:password@ (or user@) after a scheme's //: what a URI's credentials look like.
 URI_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
@@ -115,15 +116,15 @@ def from_tarball(tarball: Path, cache_root: Path) -> Path:
     return model_dir
 
 
-def download(model_uri: str, cache_root: Path) -> Path:
+def download(model_uri: str, cache_root: Path, tracking_uri: str | None = None) -> Path:
     """Download MODEL_URI (models:/NAME@alias, runs:/..., s3://...) into the cache."""
 
     def produce(dest: Path) -> None:
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
-        tracking_uri = redact_uri(os.environ.get("MLFLOW_TRACKING_URI", "-"))
-        log.info("downloading %s from %s", redact_uri(model_uri), tracking_uri)
+        where = redact_uri(tracking_uri or "-")
+        log.info("downloading %s from %s", redact_uri(model_uri), where)
         try:
             mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest))
         except (MlflowException, OSError) as error:
@@ -141,12 +142,14 @@ def download(model_uri: str, cache_root: Path) -> Path:
     return model_dir
 
 
-def resolve_model_dir(settings: Settings, cache_root: Path | None = None) -> Path:
+def resolve_model_dir(
+    settings: Settings, cache_root: Path | None = None, model_dir: str = SAGEMAKER_MODEL_DIR
+) -> Path:
     """The local MLflow model directory to load, from MODEL_URI or the model folder."""
     cache_root = cache_root or default_cache_root()
     if settings.model_uri:
-        return download(settings.model_uri, cache_root)
-    root = Path(settings.model_dir)
+        return download(settings.model_uri, cache_root, settings.tracking_uri)
+    root = Path(model_dir)
     if not root.is_dir():
         raise StartupError(
             f"{root} does not exist: mount an MLflow model there (SageMaker extracts "

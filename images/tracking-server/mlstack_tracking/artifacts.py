@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from mlstack_tracking.errors import StartupError
+from mlstack_tracking.waits import every_second_for
 
 log = logging.getLogger(__name__)
 
@@ -32,37 +33,39 @@ def check_bucket(destination: str, endpoint_url: str | None, timeout: float) -> 
         endpoint_url=endpoint_url,
         config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
     )
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.head_bucket(Bucket=bucket)
-            log.info("artifact bucket %s at %s is reachable", bucket, where)
-            return
-        except NoCredentialsError:
+    try:
+        for attempt in every_second_for(timeout, ClientError, BotoCoreError):
+            with attempt:
+                _head_bucket(client, bucket, where)
+    except (ClientError, BotoCoreError) as error:
+        raise StartupError(
+            f"artifact store {where} did not answer within {timeout:.0f} s ({error}): "
+            "check MLFLOW_S3_ENDPOINT_URL"
+        ) from None
+    log.info("artifact bucket %s at %s is reachable", bucket, where)
+
+
+def _head_bucket(client: Any, bucket: str, where: str) -> None:
+    """One HEAD of the bucket; StartupError for what waiting cannot fix, else boto's error."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except NoCredentialsError:
+        raise StartupError(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a task role"
+        ) from None
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404:
             raise StartupError(
-                "no S3 credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a task role"
+                f"artifact bucket {bucket!r} does not exist at {where}: create it or fix "
+                "ARTIFACTS_DESTINATION"
             ) from None
-        except ClientError as error:
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404:
-                raise StartupError(
-                    f"artifact bucket {bucket!r} does not exist at {where}: create it or fix "
-                    "ARTIFACTS_DESTINATION"
-                ) from None
-            if status in (401, 403):
-                raise StartupError(
-                    f"access to artifact bucket {bucket!r} at {where} was denied: check the S3 "
-                    "credentials and their permissions"
-                ) from None
-            problem = str(error)
-        except BotoCoreError as error:
-            problem = str(error)
-        if time.monotonic() >= deadline:
+        if status in (401, 403):
             raise StartupError(
-                f"artifact store {where} did not answer within {timeout:.0f} s ({problem}): "
-                "check MLFLOW_S3_ENDPOINT_URL"
-            )
-        time.sleep(1)
+                f"access to artifact bucket {bucket!r} at {where} was denied: check the S3 "
+                "credentials and their permissions"
+            ) from None
+        raise
 
 
 def bound_s3_clients(connect_timeout: int, read_timeout: int, max_attempts: int) -> None:

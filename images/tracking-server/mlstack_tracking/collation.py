@@ -39,17 +39,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pymysql
 from sqlalchemy.engine import make_url
 
-from mlstack_tracking.config import Settings, backend_store_url
+from mlstack_tracking.config import Settings, StoreSettings, load_settings
 from mlstack_tracking.database import SCHEMA_LOCK
 from mlstack_tracking.database import connect as open_session
 from mlstack_tracking.errors import StartupError
@@ -433,13 +432,11 @@ def inspect(connection: pymysql.Connection, database: str) -> Report:
     )
 
 
-def database_uris(env: Mapping[str, str]) -> list[str]:
+def database_uris(store: StoreSettings) -> list[str]:
     """The tracking database, and the auth database when auth is on: the server's settings."""
-    backend = backend_store_url(env)
-    uris = [backend.render_as_string(hide_password=False)]
-    if env.get("MLFLOW_AUTH_ENABLED", "").strip().lower() in {"1", "true", "yes", "on"}:
-        auth_db = env.get("MLFLOW_AUTH_DB_NAME", "").strip() or "mlflow_auth"
-        uris.append(backend.set(database=auth_db).render_as_string(hide_password=False))
+    uris = [store.backend_store_uri]
+    if store.auth_enabled:
+        uris.append(store.auth_database_uri)
     return uris
 
 
@@ -566,9 +563,9 @@ def convert(connection: pymysql.Connection, report: Report) -> None:
     print(f"database {database}: default and {len(report.to_convert)} tables now {COLLATION}")
 
 
-def run(command: str, env: Mapping[str, str]) -> int:
+def run(command: str, store: StoreSettings) -> int:
     """check: report, exit 1 if a conversion is needed but blocked. convert: do it, or refuse."""
-    uris = database_uris(env)
+    uris = database_uris(store)
     blocked = False
     for uri in uris:
         database = make_url(uri).database
@@ -605,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["check", "convert"])
     args = parser.parse_args(argv)
     try:
-        status = run(args.command, os.environ)
+        status = run(args.command, load_settings(kind=StoreSettings))
     except (StartupError, pymysql.err.MySQLError) as error:
         print(f"mlstack-collation: error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pymysql
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from mlstack_tracking.errors import StartupError
+from mlstack_tracking.waits import every_second_for
 
 log = logging.getLogger(__name__)
 
@@ -90,41 +91,51 @@ def ping(uri: str, timeout: float) -> None:
         connection.close()
 
 
+def _refusal(error: pymysql.err.OperationalError, url: URL, address: str) -> StartupError | None:
+    """The start-up error for what waiting cannot fix (credentials, grants, no database)."""
+    code = error.args[0] if error.args else None
+    if code == ACCESS_DENIED:
+        return StartupError(
+            f"database at {address} refused user {url.username!r}: check DB_USER / DB_PASSWORD"
+        )
+    if code == DB_ACCESS_DENIED:
+        return StartupError(
+            f"user {url.username!r} may not use database {url.database!r} at {address}: "
+            f"GRANT ALL ON `{url.database}`.* TO '{url.username}'"
+        )
+    if code == UNKNOWN_DATABASE:
+        return StartupError(
+            f"database {url.database!r} does not exist at {address}: create it or fix DB_NAME"
+        )
+    return None
+
+
 def wait_for_database(uri: str, timeout: float) -> None:
-    """Return once the database accepts our credentials; fail fast on what waiting cannot fix."""
+    """Return once the database accepts our credentials; fail fast on what waiting cannot fix.
+
+    One attempt a second (each waits up to 5 s for the server) until `timeout` has passed.
+    """
     url = make_url(uri)
     address = f"{url.host}:{url.port or 3306}"
     deadline = time.monotonic() + timeout
     log.info("waiting up to %.0f s for the database at %s", timeout, address)
-    while True:
-        try:
-            connect(uri, timeout=min(5, max(1, deadline - time.monotonic()))).close()
-            log.info("database at %s is up", address)
-            return
-        except pymysql.err.OperationalError as error:
-            code = error.args[0] if error.args else None
-            if code == ACCESS_DENIED:
-                raise StartupError(
-                    f"database at {address} refused user {url.username!r}: "
-                    "check DB_USER / DB_PASSWORD"
-                ) from None
-            if code == DB_ACCESS_DENIED:
-                raise StartupError(
-                    f"user {url.username!r} may not use database {url.database!r} at {address}: "
-                    f"GRANT ALL ON `{url.database}`.* TO '{url.username}'"
-                ) from None
-            if code == UNKNOWN_DATABASE:
-                raise StartupError(
-                    f"database {url.database!r} does not exist at {address}: "
-                    "create it or fix DB_NAME"
-                ) from None
-            if time.monotonic() >= deadline:
-                raise StartupError(
-                    f"database at {address} did not answer within {timeout:.0f} s "
-                    f"({error.args[-1] if error.args else error}): check DB_HOST / DB_PORT "
-                    "and that the database is running"
-                ) from None
-        time.sleep(1)
+    try:
+        for attempt in every_second_for(timeout, pymysql.err.OperationalError):
+            with attempt:
+                try:
+                    connect(uri, timeout=min(5, max(1, deadline - time.monotonic()))).close()
+                except pymysql.err.OperationalError as error:
+                    refusal = _refusal(error, url, address)
+                    if refusal is not None:
+                        raise refusal from None
+                    raise
+    except pymysql.err.OperationalError as error:
+        raise StartupError(
+            f"database at {address} did not answer within {timeout:.0f} s "
+            f"({error.args[-1] if error.args else error}): check DB_HOST / DB_PORT "
+            "and that the database is running"
+        ) from None
+    log.info("database at %s is up", address)
 
 
 @contextmanager
@@ -149,7 +160,7 @@ def upgrade_schema(uri: str) -> None:
     log.info("bringing the database schema up to date")
     result = subprocess.run(
         [sys.executable, "-c", UPGRADE_PROGRAM],
-        env={**os.environ, UPGRADE_URI_VARIABLE: uri},
+        env={**os.environ, UPGRADE_URI_VARIABLE: uri},  # the child's environment, written
         capture_output=True,
         text=True,
         check=False,

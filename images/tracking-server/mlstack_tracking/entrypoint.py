@@ -65,7 +65,7 @@ def server_environment(settings: Settings) -> dict[str, str]:
         _MLFLOW_SERVER_BOOT_ID.name: uuid.uuid4().hex,
         _MLFLOW_IN_JOB_EXECUTOR.name: "false",
     }
-    if settings.allowed_hosts and not os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS"):
+    if settings.allowed_hosts and not settings.mlflow_allowed_hosts:
         env["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(allowed_host_patterns(settings.allowed_hosts))
     if settings.auth is not None:
         env[MLFLOW_FLASK_SERVER_SECRET_KEY.name] = settings.auth.secret_key
@@ -94,7 +94,7 @@ def prepare(settings: Settings) -> None:
             ),
         )
         env["MLFLOW_AUTH_CONFIG_PATH"] = auth.write_auth_config(runtime_auth)
-    os.environ.update(env)
+    os.environ.update(env)  # written for gunicorn and its workers (exec'd next), not read
     # One replica migrates at a time; the others then find the schema current.
     with database.schema_lock(settings.backend_store_uri):
         migrate(settings.backend_store_uri)

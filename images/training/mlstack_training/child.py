@@ -93,7 +93,7 @@ class Supervisor:
         child = subprocess.Popen(
             list(cmd),
             cwd=cwd,
-            env=env if env is not None else dict(os.environ),
+            env=env,  # None: the child inherits this process's environment
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, so signals reach its children

@@ -24,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     from mlstack_training.script_mode import requested, run_script_job
 
     opt_ml = OptML()
-    if requested(opt_ml, os.environ):  # sagemaker_program: the user's script
-        return run_script_job(opt_ml, os.environ)
+    if requested(opt_ml):  # sagemaker_program: the user's script
+        return run_script_job(opt_ml)
     from mlstack_training.job import run_job  # none: the built-in RandomForest
 
-    return run_job(opt_ml, os.environ)
+    return run_job(opt_ml)
 
 
 if __name__ == "__main__":

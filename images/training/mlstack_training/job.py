@@ -158,8 +158,8 @@ def _fail(opt_ml: OptML, tracker: NoTracking, status: str, reason: str, wait: fl
     tracker.fail(status, reason, wait)
 
 
-def run_job(opt_ml: OptML, env: Mapping[str, str]) -> int:
-    """Run the job; return the process exit code (0 on success)."""
+def run_job(opt_ml: OptML, env: Mapping[str, str] | None = None) -> int:
+    """Run the job (settings from os.environ, or env); return the exit code (0 on success)."""
     tracker = NoTracking()
     with signals_raise():
         try:

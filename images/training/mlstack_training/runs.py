@@ -10,13 +10,12 @@ for every client and server version involved.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import requests
 
+from mlstack_training.config import Settings
 from mlstack_training.errors import TrainingError
 from mlstack_training.tracking import FAILURE_TAG, FAILURE_TAG_LIMIT, redact
 
@@ -29,19 +28,20 @@ REQUEST_TIMEOUT = 10.0
 class RestTracking:
     """Just enough of MLflow's REST API for the runner, with the client's credentials."""
 
-    def __init__(self, uri: str, env: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, uri: str, settings: Settings) -> None:
         self.base = uri.rstrip("/") + "/api/2.0/mlflow/"
         self.session = requests.Session()
-        # The variables MLflow's own client reads (mlflow.environment_variables).
-        user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
+        # The credentials and TLS settings MLflow's own client reads (config.Settings).
+        user, password = settings.tracking_username, settings.tracking_password
         if user and password:
-            self.session.auth = (user, password)
-        elif env.get("MLFLOW_TRACKING_TOKEN"):
-            self.session.headers["Authorization"] = f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"
-        if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+            self.session.auth = (user, password.get_secret_value())
+        elif settings.tracking_token:
+            token = settings.tracking_token.get_secret_value()
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        if settings.tracking_insecure_tls:
             self.session.verify = False
-        elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-            self.session.verify = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        elif settings.tracking_server_cert_path:
+            self.session.verify = settings.tracking_server_cert_path
         self.uri = uri
 
     def call(self, method: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mlstack_training.child import Outcome, Supervisor
+from mlstack_training.config import EntrySettings, Settings, read_settings
 from mlstack_training.errors import Terminated, TrainingError
 from mlstack_training.hyperparameters import decode_value, normalise_name
 from mlstack_training.paths import FAILURE_REASON_LIMIT, OptML
@@ -49,7 +50,6 @@ from mlstack_training.tracking import redact, wait_for_server
 log = logging.getLogger(__name__)
 
 PROGRAM = "sagemaker_program"  # sagemaker_training.params.USER_PROGRAM_PARAM
-PROGRAM_ENV = "SAGEMAKER_PROGRAM"  # sagemaker_training.params.USER_PROGRAM_ENV
 TAGS_ENV = "MLSTACK_RUN_TAGS"  # read by mlstack_mlflow_plugin
 EXIT_FAILED = 1
 CLEANUP_WAIT_S = 15.0
@@ -57,9 +57,10 @@ CLEANUP_WAIT_S = 15.0
 SINGLE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"]}
 
 
-def requested(opt_ml: OptML, env: Mapping[str, str]) -> bool:
-    """Whether the job names a user entry point (the toolkit reads the same two places)."""
-    if env.get(PROGRAM_ENV):
+def requested(opt_ml: OptML, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the job names a user entry point (the toolkit reads the same two places:
+    SAGEMAKER_PROGRAM, from os.environ or env, and the sagemaker_program hyperparameter)."""
+    if read_settings(env, EntrySettings).program:
         return True
     try:
         raw = json.loads(opt_ml.hyperparameters_file.read_text(encoding="utf-8") or "{}")
@@ -91,9 +92,11 @@ def failure_reason(header: str, lines: list[str]) -> str:
 class ScriptJob:
     """One script-mode job, from the toolkit's environment to the script's exit."""
 
-    def __init__(self, opt_ml: OptML, env: Mapping[str, str]) -> None:
+    def __init__(self, opt_ml: OptML, env: Mapping[str, str] | None = None) -> None:
         self.opt_ml = opt_ml
-        self.env = env
+        self.env = env  # None: os.environ, read once the job starts (config.read_settings)
+        # The defaults until execute() reads and checks them, where a bad one fails the job.
+        self.settings = Settings.model_construct()
         self.supervisor = Supervisor()
         self.job_key = uuid.uuid4().hex
         self.tracking: RestTracking | None = None
@@ -115,7 +118,7 @@ class ScriptJob:
                 raise TrainingError(f"{config} is missing and the job has no input channel")
         hyperparameters = None
         if not self.opt_ml.hyperparameters_file.exists():
-            hyperparameters = {PROGRAM: self.env[PROGRAM_ENV]}
+            hyperparameters = {PROGRAM: self.settings.program}
         return environment.Environment(
             resource_config=None if resource.exists() else dict(SINGLE_HOST),
             input_data_config=channels,
@@ -174,7 +177,7 @@ class ScriptJob:
             cmd = [*pip, "-r", "requirements.txt"]
         else:
             cmd = []
-        if cmd and os.environ.get(modules.CA_REPOSITORY_ARN_ENV):
+        if cmd and self.settings.codeartifact_repository:
             cmd += ["-i", modules._get_codeartifact_index()]
         if cmd:
             log.info("installing: %s", " ".join(cmd[2:]))
@@ -196,10 +199,8 @@ class ScriptJob:
     def tracking_env(self, training_env: Any, name: str) -> dict[str, str]:
         """MLflow settings and run tags for the script (hyperparameters win over env)."""
         hps = training_env.hyperparameters
-        uri = hyperparameter(hps, "tracking-uri") or self.env.get("MLFLOW_TRACKING_URI", "")
-        experiment = hyperparameter(hps, "experiment-name") or self.env.get(
-            "MLFLOW_EXPERIMENT_NAME", ""
-        )
+        uri = hyperparameter(hps, "tracking-uri") or self.settings.tracking_uri or ""
+        experiment = hyperparameter(hps, "experiment-name") or self.settings.experiment_name or ""
         tags = json.dumps(self.run_tags(training_env, name))
         if not uri:
             # MLflow 3's default store (sqlite) is not in mlflow-skinny: runs go to a file
@@ -213,8 +214,8 @@ class ScriptJob:
             # MLflow 3.17 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is set (2.x: no-op).
             out = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ALLOW_FILE_STORE": "true", TAGS_ENV: tags}
             return {**out, "MLFLOW_EXPERIMENT_NAME": experiment} if experiment else out
-        wait_for_server(uri, float(self.env.get("TRACKING_WAIT_TIMEOUT") or 20))
-        self.tracking = RestTracking(uri, self.env)
+        wait_for_server(uri, self.settings.tracking_wait_timeout)
+        self.tracking = RestTracking(uri, self.settings)
         out = {"MLFLOW_TRACKING_URI": uri, TAGS_ENV: tags}
         if experiment:
             self.tracking.ensure_experiment(experiment)
@@ -224,10 +225,10 @@ class ScriptJob:
 
     def run_tags(self, training_env: Any, name: str) -> dict[str, str]:
         """The job identity on every run the script starts, and the tuning run's nesting."""
-        job = self.env.get("TRAINING_JOB_NAME") or training_env.job_name or ""
+        job = self.settings.job_name or training_env.job_name or ""
         if not job:
             job = str(training_env.additional_framework_parameters.get("sagemaker_job_name", ""))
-        region = self.env.get("AWS_REGION") or self.env.get("AWS_DEFAULT_REGION") or ""
+        region = self.settings.region or ""
         source = (
             f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{job}"
             if job and region
@@ -236,7 +237,7 @@ class ScriptJob:
         tags = {
             "mlflow.source.type": "JOB",
             "mlflow.source.name": source,
-            "mlstack.image": self.env.get("MLSTACK_IMAGE", "mlstack/training"),
+            "mlstack.image": self.settings.image,
             "mlstack.entry_point": name,
             "sagemaker.instance_type": str(training_env.current_instance_type),
             "sagemaker.channels": ",".join(sorted(training_env.channel_input_dirs)),
@@ -259,6 +260,7 @@ class ScriptJob:
         """Every step up to the script's exit; TrainingError / Terminated on the way."""
         from sagemaker_training import entry_point, environment, logging_config, runner
 
+        self.settings = read_settings(self.env)
         training_env = self.training_environment()
         logging_config.configure_logger(training_env.log_level)
         code = self.source(training_env)
@@ -268,7 +270,9 @@ class ScriptJob:
         env_vars = training_env.to_env_vars()
         if str(code) not in sys.path:  # as entry_point.install: the code dir leads PYTHONPATH
             sys.path.insert(0, str(code))
-        environment.write_env_vars(env_vars)  # SM_* and PYTHONPATH into os.environ
+        # Written for the script (the child inherits os.environ), not read: the toolkit's SM_*
+        # and PYTHONPATH (SageMaker's script-mode contract), then the job's MLflow settings.
+        environment.write_env_vars(env_vars)
         os.environ.update(tracking)
         cmd = runner.get(
             runner.ProcessRunnerType, name, training_env.to_cmd_args(), env_vars, None
@@ -327,6 +331,7 @@ class ScriptJob:
         return 0
 
 
-def run_script_job(opt_ml: OptML, env: Mapping[str, str]) -> int:
-    """Entry of script mode: run the job named by sagemaker_program."""
+def run_script_job(opt_ml: OptML, env: Mapping[str, str] | None = None) -> int:
+    """Entry of script mode: run the job named by sagemaker_program (settings from os.environ,
+    or env)."""
     return ScriptJob(opt_ml, env).run()

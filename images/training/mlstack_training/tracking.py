@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_fixed
 
 from mlstack_training.errors import TrainingError
 
@@ -55,22 +56,25 @@ def wait_for_server(uri: str, timeout: float) -> None:
         return
     url = uri.rstrip("/") + "/health"
     deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            requests.get(url, timeout=max(1.0, min(5.0, remaining)))
-            return
-        except requests.exceptions.SSLError:
-            return  # it answers; MLflow's own TLS settings decide whether to trust it
-        except requests.RequestException as error:
-            reason = _reason(error)
-        if time.monotonic() + 1 >= deadline:
-            raise TrainingError(
-                f"the MLflow tracking server at {redact(uri)} did not answer within "
-                f"{timeout:g} s ({reason}): check the tracking_uri hyperparameter or "
-                "MLFLOW_TRACKING_URI, and that the server is reachable from the job"
-            )
-        time.sleep(1)
+    try:
+        # An attempt a second, none started that could not answer before the deadline.
+        for attempt in Retrying(
+            retry=retry_if_exception_type(requests.RequestException),
+            stop=stop_before_delay(timeout),
+            wait=wait_fixed(1),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    requests.get(url, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+                except requests.exceptions.SSLError:
+                    return  # it answers; MLflow's own TLS settings decide whether to trust it
+    except requests.RequestException as error:
+        raise TrainingError(
+            f"the MLflow tracking server at {redact(uri)} did not answer within "
+            f"{timeout:g} s ({_reason(error)}): check the tracking_uri hyperparameter or "
+            "MLFLOW_TRACKING_URI, and that the server is reachable from the job"
+        ) from None
 
 
 def _bounded(action: Callable[[], Any], seconds: float, what: str) -> None:

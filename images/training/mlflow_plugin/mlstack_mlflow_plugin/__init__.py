@@ -12,13 +12,14 @@ script whose requirements.txt installs an older client keeps its runs tagged and
 from __future__ import annotations
 
 import json
-import os
 import sys
 from types import TracebackType
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
-TAGS_ENV = "MLSTACK_RUN_TAGS"
+from mlstack_mlflow_plugin.settings import TAGS_ENV, run_tags_json
+
+__all__ = ["TAGS_ENV", "JobRunContext"]
 _previous_hook = sys.excepthook
 
 
@@ -45,14 +46,14 @@ class JobRunContext(RunContextProvider):
     """Active only inside an mlstack training job (MLSTACK_RUN_TAGS is set)."""
 
     def in_context(self) -> bool:
-        active = bool(os.environ.get(TAGS_ENV))
+        active = bool(run_tags_json())
         if active and sys.excepthook is _previous_hook:
             sys.excepthook = _end_runs_then_report
         return active
 
     def tags(self) -> dict[str, str]:
         try:
-            tags = json.loads(os.environ.get(TAGS_ENV, "{}"))
+            tags = json.loads(run_tags_json() or "{}")
         except ValueError:
             return {}
         return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
