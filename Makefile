@@ -73,12 +73,32 @@ offline-images: ## Build local stand-ins for public images where no registry is 
 	bash offline/build.sh
 
 .PHONY: build
-build: $(addprefix build-,$(IMAGES)) ## Build the three images (mlstack/<name>:VERSION)
+build: $(addprefix build-,$(IMAGES)) ## Build the three images (mlstack/<name>:VERSION, and :latest locally)
 
+# The VERSION file is the only place the release is written: the images get it as a build
+# argument (their labels), compose and the scripts from the environment exported above.
 .PHONY: $(addprefix build-,$(IMAGES))
 $(addprefix build-,$(IMAGES)): build-%:
 	docker build --quiet --build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
-		--build-arg VERSION=$(VERSION) -t mlstack/$*:$(VERSION) images/$*
+		--build-arg VERSION=$(VERSION) -t mlstack/$*:$(VERSION) -t mlstack/$*:latest images/$*
+
+# Each image installs exactly its lock file, hash-checked. The locks resolve the human-edited
+# pins of images/<name>/requirements.txt for the images' Python (3.11) on linux x86_64, under
+# images/constraints.txt: the images' pins resolved together (and held to the host venv's
+# direct pins), so a dependency shared by several has one version everywhere. Versions
+# already in these files are kept unless UPGRADE=1 (then the newest the pins allow).
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_36 --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+IMAGE_PINS := $(foreach image,$(IMAGES),images/$(image)/requirements.txt) \
+	images/training/requirements-build.txt
+LOCKS := $(foreach image,$(IMAGES),images/$(image)/requirements.lock) images/training/requirements-build.lock
+
+.PHONY: lock
+lock: venv ## Regenerate the images' lock files (images/*/requirements*.lock) from their pins; UPGRADE=1 for newer transitive versions
+	$(UV_COMPILE) $(IMAGE_PINS) -c requirements-dev.txt -c requirements-aws.txt \
+		-o images/constraints.txt
+	$(foreach lock,$(LOCKS),$(UV_COMPILE) --generate-hashes -c images/constraints.txt \
+		$(lock:.lock=.txt) -o $(lock) &&) true
 
 # --- checks -------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
+from support.images import VERSION
+
 pytestmark = [
     pytest.mark.aws,
     # moto skips the resource types it does not emulate (NOT_EMULATED) with a warning.
@@ -19,7 +21,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "fargate-tracking-server.yaml"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlstack/tracking-server:0.1.0"
+IMAGE = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/mlstack/tracking-server:{VERSION}"
 # What moto's CloudFormation does not emulate (it skips them with a warning); every other
 # resource must be created.
 NOT_EMULATED = {

@@ -157,16 +157,18 @@ def test_push_without_credentials_says_so(moto, run_aws):
 
 
 def test_dirty_tag_leaves_the_version_free():
+    release = version()
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert push.plan_tags("0.1.0", "abc", False, False, now) == ["0.1.0", "git-abc"]
-    assert push.plan_tags("0.1.0", "abc", True, True, now) == ["git-abc-dirty-20260102030405"]
+    assert push.plan_tags(release, "abc", False, False, now) == [release, "git-abc"]
+    assert push.plan_tags(release, "abc", True, True, now) == ["git-abc-dirty-20260102030405"]
     with pytest.raises(AwsScriptError, match="uncommitted"):
-        push.plan_tags("0.1.0", "abc", True, False, now)
+        push.plan_tags(release, "abc", True, False, now)
 
 
 def test_existing_repository_and_tags(moto):
     """The immutable-tag rules, against ECR's own answers (moto's PutImage)."""
     ecr = moto.client("ecr")
+    release = version()
     name = "mlstack/training"
     push.ensure_repository(ecr, name)
     push.ensure_repository(ecr, name)  # idempotent
@@ -177,15 +179,15 @@ def test_existing_repository_and_tags(moto):
             "config": {"digest": "sha256:" + "1" * 64},
         }
     )
-    ecr.put_image(repositoryName=name, imageManifest=manifest, imageTag="0.1.0")
+    ecr.put_image(repositoryName=name, imageManifest=manifest, imageTag=release)
     ecr.put_image(repositoryName=name, imageManifest=manifest, imageTag="git-abc")
 
-    found = push.tags_in_ecr(ecr, name, ["0.1.0", "git-abc"])
-    assert push.already_pushed(name, ["0.1.0", "git-abc"], found) == found["0.1.0"]
+    found = push.tags_in_ecr(ecr, name, [release, "git-abc"])
+    assert push.already_pushed(name, [release, "git-abc"], found) == found[release]
     assert push.already_pushed(name, ["0.2.0", "git-def"], {}) is None
     with pytest.raises(AwsScriptError, match="bump VERSION"):
         push.already_pushed(
-            name, ["0.1.0", "git-def"], push.tags_in_ecr(ecr, name, ["0.1.0", "git-def"])
+            name, [release, "git-def"], push.tags_in_ecr(ecr, name, [release, "git-def"])
         )
 
 

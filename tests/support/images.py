@@ -57,7 +57,7 @@ def build_project_image(name: str) -> str:
         path=ROOT / "images" / name,
         tag=tag,
         clean_up=False,
-        buildargs={"PYTHON_BASE_IMAGE": image_names()["PYTHON_BASE_IMAGE"]},
+        buildargs={"PYTHON_BASE_IMAGE": image_names()["PYTHON_BASE_IMAGE"], "VERSION": VERSION},
     )
     image.build()
     return tag
