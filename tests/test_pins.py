@@ -145,12 +145,6 @@ NOT_THE_RELEASE = {
     "VERSION": "the one place",
     # The training image's MLflow plugin is its own distribution with its own version.
     "images/training/mlflow_plugin/pyproject.toml": "the plugin's own version",
-    # Still to move onto the VERSION file when the scripts become the `mlstack` CLI (issue 14).
-    "pyproject.toml": "issue 14: version made dynamic from VERSION",
-    "scripts/local_loop.py": "issue 14: the CLI reads VERSION",
-    "scripts/benchmarks/model_image_bench.py": "issue 14: the CLI reads VERSION",
-    "scripts/benchmarks/script_mode_bench.py": "issue 14: the CLI reads VERSION",
-    "scripts/benchmarks/inference_bench.py": "issue 14: the CLI reads VERSION",
 }
 
 
