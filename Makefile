@@ -145,13 +145,13 @@ local-logs: venv ## Follow the local stack's logs
 	$(MLSTACK) local logs
 
 .PHONY: local-check-collation
-local-check-collation: $(ENV_FILE) build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
+local-check-collation: venv $(ENV_FILE) build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
 	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack_tracking.collation check
 
 # The server is stopped first: ALTER TABLE blocks its writes, and convert refuses
 # while other sessions use the database. Left stopped if the conversion fails.
 .PHONY: local-convert-collation
-local-convert-collation: $(ENV_FILE) build-tracking-server ## Stop the tracking server, convert its tables to utf8mb4_bin (refuses on collisions), start it again
+local-convert-collation: venv $(ENV_FILE) build-tracking-server ## Stop the tracking server, convert its tables to utf8mb4_bin (refuses on collisions), start it again
 	$(COMPOSE) stop tracking-server
 	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack_tracking.collation convert \
 		|| { echo "tracking server left stopped: fix the above, then run this again (or make local-up)"; exit 1; }
