@@ -31,6 +31,14 @@ from support.stack import (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without MLFLOW_TRACKING_URI: not the developer's shell's, nor one a
+    test before it left behind. The settings classes read the process environment even when a
+    test hands them its own mapping; tests that need a server point at it themselves."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def docker_network() -> Iterator[Network]:
     """A fresh bridge network for this test session, removed at the end."""

@@ -20,6 +20,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from mlstack.aws.common import sagemaker_name
 from mlstack.channels import reference_payload, target_and_features
+from support.stack import point_mlflow_at
 
 pytestmark = pytest.mark.aws
 
@@ -47,9 +48,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     experiment = client.create_experiment("endpoint", artifact_location=(root / "art").as_uri())
     frame = pd.DataFrame({"age": [59.0, 48.0, 72.0], "bmi": [32.1, 21.6, 30.5], "bp": [1, 2, 3]})
     model = DecisionTreeRegressor(random_state=0).fit(frame, [151.0, 75.0, 141.0])
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    # Pointed at the store for this fixture only: restoring "the previous URI" by hand
+    # exported MLflow's default into MLFLOW_TRACKING_URI for every later test.
+    with pytest.MonkeyPatch.context() as patch:
+        point_mlflow_at(patch, uri)
         with mlflow.start_run(experiment_id=experiment):
             info = mlflow.sklearn.log_model(
                 model,
@@ -58,8 +60,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
                 pip_requirements=["scikit-learn"],
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
             )
-    finally:
-        mlflow.set_tracking_uri(previous)
     client.set_registered_model_alias(MODEL, "champion", info.registered_model_version)
     return uri
 

@@ -96,7 +96,10 @@ def test_whole_tracking_loop_through_the_uri_only(client_env: str, tmp_path: Pat
 
 
 def test_everything_survives_a_restart(
-    client_env: str, tracking_server: TrackingServer, tmp_path: Path
+    client_env: str,
+    tracking_server: TrackingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_id, _ = log_and_register(tmp_path)
     client = MlflowClient()
@@ -111,7 +114,7 @@ def test_everything_survives_a_restart(
         message="the server did not come back after a restart",
     )
     client = MlflowClient(tracking_uri=tracking_server.uri_from_host)
-    mlflow.set_tracking_uri(tracking_server.uri_from_host)
+    point_mlflow_at(monkeypatch, tracking_server.uri_from_host)
 
     run = client.get_run(run_id)
     assert run.data.params["kind"] == "linear"
