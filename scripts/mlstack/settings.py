@@ -158,6 +158,11 @@ class LocalSettings(LoopSettings):
         return f"{self.compose_project}_default"
 
     @property
+    def endpoint_container(self) -> str:
+        """The local endpoint's container (`mlstack local serve`), removed by `down`."""
+        return f"{self.compose_project}-inference"
+
+    @property
     def tracking_uri(self) -> str:
         """The tracking server as this machine reaches it."""
         return f"http://127.0.0.1:{self.mlflow_port}"

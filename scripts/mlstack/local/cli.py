@@ -116,17 +116,20 @@ def predict(ctx: click.Context, endpoint: str) -> None:
 
 @local.command()
 @click.option("--image", "image", help="inference image [default mlstack/inference:VERSION]")
-@click.option("--container", default="mlstack-inference", show_default=True)
+@click.option("--container", help="the endpoint's container [default COMPOSE_PROJECT-inference]")
 @click.option("--port", default=8080, show_default=True, help="on 127.0.0.1")
 @click.option("--timeout", default=120.0, show_default=True, help="seconds to wait for /ping")
 @click.pass_context
-def serve(ctx: click.Context, image: str | None, container: str, port: int, timeout: float) -> None:
+def serve(
+    ctx: click.Context, image: str | None, container: str | None, port: int, timeout: float
+) -> None:
     """Serve models:/MODEL_NAME@champion on 127.0.0.1:PORT; wait until it answers /ping."""
+    loop = make_loop(ctx)
     run_loop(
         loops.serve,
-        make_loop(ctx),
+        loop,
         image or f"mlstack/inference:{version()}",
-        container,
+        container or loop.settings.endpoint_container,
         port,
         timeout,
     )
@@ -203,22 +206,26 @@ def up(ctx: click.Context, example: str) -> None:
     run_stack(stacks.up, stack_settings(ctx), env_file)
 
 
+def stop_stack(ctx: click.Context, *, volumes: bool) -> None:
+    """Stop the stack's training jobs (their runs end KILLED), its endpoint, then the stack."""
+    settings = stack_settings(ctx)
+    run_loop(loops.stop_jobs, settings.network)
+    run_loop(loops.remove_endpoint, settings.endpoint_container)
+    run_stack(stacks.down, settings, ctx.obj["env_file"], volumes=volumes)
+
+
 @local.command()
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Stop the stack, its training jobs and its endpoint, keeping its data."""
-    settings = stack_settings(ctx)
-    run_loop(loops.stop_jobs, settings.network)
-    run_loop(loops.remove_endpoint, f"{settings.compose_project}-inference")
-    run_stack(stacks.down, settings, ctx.obj["env_file"], volumes=False)
+    stop_stack(ctx, volumes=False)
 
 
 @local.command()
 @click.pass_context
 def clean(ctx: click.Context) -> None:
-    """Stop the stack and delete its data volumes (databases, bucket)."""
-    ctx.invoke(down)
-    run_stack(stacks.down, stack_settings(ctx), ctx.obj["env_file"], volumes=True)
+    """Stop the stack, its training jobs and its endpoint, and delete its data volumes."""
+    stop_stack(ctx, volumes=True)
 
 
 @local.command()
@@ -255,6 +262,6 @@ def demo(ctx: click.Context, port: int) -> None:
     run_loop(loops.train, loop)
     run_loop(loops.hpo, loop, loop.settings.tuning_max_jobs, loop.settings.tuning_max_parallel_jobs)
     run_loop(loops.promote, loop)
-    container = f"{loop.settings.compose_project}-inference"
-    run_loop(loops.serve, loop, f"mlstack/inference:{version()}", container, port, 120.0)
+    image = f"mlstack/inference:{version()}"
+    run_loop(loops.serve, loop, image, loop.settings.endpoint_container, port, 120.0)
     run_loop(loops.predict, loop, f"http://127.0.0.1:{port}")
