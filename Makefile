@@ -10,7 +10,7 @@ export PYTHON_BASE_IMAGE MYSQL_IMAGE MINIO_IMAGE VERSION
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# The command-line tool (scripts/mlstack, installed into the venv): every workflow below.
+# The command-line tool (src/mlstack/cli, installed into the venv): every workflow below.
 MLSTACK = $(VENV)/bin/mlstack --env-file $(ENV_FILE)
 IMAGES := tracking-server training inference
 
@@ -80,7 +80,8 @@ build: $(addprefix build-,$(IMAGES)) ## Build the three images (mlstack/<name>:V
 .PHONY: $(addprefix build-,$(IMAGES))
 $(addprefix build-,$(IMAGES)): build-%:
 	docker build --quiet --build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
-		--build-arg VERSION=$(VERSION) -t mlstack/$*:$(VERSION) -t mlstack/$*:latest images/$*
+		--build-arg VERSION=$(VERSION) -t mlstack/$*:$(VERSION) -t mlstack/$*:latest \
+		-f images/$*/Dockerfile .
 
 # Each image installs exactly its lock file, hash-checked. The locks resolve the human-edited
 # pins of images/<name>/requirements.txt for the images' Python (3.11) on linux x86_64, under
@@ -123,7 +124,7 @@ test-aws: venv ## Run the AWS tests only (moto, a local registry, SageMaker loca
 
 # Always run: creates .env (0600), or tightens and completes an existing one.
 $(ENV_FILE): FORCE
-	@python3 scripts/mlstack/local/make_env.py .env.example $(ENV_FILE)
+	@python3 src/mlstack/cli/local/make_env.py .env.example $(ENV_FILE)
 
 .PHONY: FORCE
 FORCE:
@@ -146,14 +147,14 @@ local-logs: venv ## Follow the local stack's logs
 
 .PHONY: local-check-collation
 local-check-collation: venv $(ENV_FILE) build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
-	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack_tracking.collation check
+	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack.tracking.collation check
 
 # The server is stopped first: ALTER TABLE blocks its writes, and convert refuses
 # while other sessions use the database. Left stopped if the conversion fails.
 .PHONY: local-convert-collation
 local-convert-collation: venv $(ENV_FILE) build-tracking-server ## Stop the tracking server, convert its tables to utf8mb4_bin (refuses on collisions), start it again
 	$(COMPOSE) stop tracking-server
-	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack_tracking.collation convert \
+	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack.tracking.collation convert \
 		|| { echo "tracking server left stopped: fix the above, then run this again (or make local-up)"; exit 1; }
 	$(COMPOSE) up --detach --wait --wait-timeout 300
 

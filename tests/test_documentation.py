@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Every module holding settings classes; each BaseSettings subclass defined in one counts.
 SETTINGS_MODULES = [
-    "mlstack_tracking.config",
-    "mlstack_training.config",
-    "mlstack_inference.config",
-    "mlstack.settings",
+    "mlstack.tracking.config",
+    "mlstack.training.config",
+    "mlstack.serving.config",
+    "mlstack.cli.settings",
 ]
 # Read by libraries the images run, not by our code: boto3, gunicorn, MLflow's client.
 LIBRARY_VARIABLES = {

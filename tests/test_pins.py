@@ -105,10 +105,25 @@ def test_each_image_installs_its_lock_hash_checked(image: str) -> None:
             assert "requirements.txt" not in line, line
 
 
+def test_the_build_context_holds_only_what_the_images_copy() -> None:
+    """The images build from the repository's root: its .dockerignore leaves out everything
+    but the package, the images' pins and VERSION, and caches inside those."""
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ignored[ignored.index("*") + 1 :][:1] == ["!VERSION"]
+    assert {"!src/mlstack", "**/__pycache__", "**/.pytest_cache", "**/tests"} <= set(ignored)
+
+
 @pytest.mark.parametrize("image", IMAGES)
-def test_each_image_has_a_dockerignore_for_caches(image: str) -> None:
-    ignored = (ROOT / "images" / image / ".dockerignore").read_text().split()
-    assert {"**/__pycache__", "**/.pytest_cache", "**/tests"} <= set(ignored)
+def test_code_comes_after_the_venv(image: str) -> None:
+    """A code change rebuilds only the layers after the locked venv: the package is copied in
+    the final stage, after the venv, and nothing copied before the venv is the package."""
+    lines = (ROOT / "images" / image / "Dockerfile").read_text().splitlines()
+    venv = next(i for i, line in enumerate(lines) if line.startswith("COPY --from=build /opt/venv"))
+    code = [i for i, line in enumerate(lines) if line.startswith("COPY src/mlstack")]
+    # The tracking server's build stage replays MLflow's migrations with one standalone file,
+    # after its venv install.
+    replay = "COPY src/mlstack/tracking/schema_history.py /tmp/schema_history.py"
+    assert code and min(i for i in code if lines[i] != replay) > venv
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -122,7 +137,7 @@ def test_version_arg_has_no_default_and_comes_after_the_heavy_layers(image: str)
     heavy = [
         i
         for i, line in enumerate(final)
-        if line.startswith("COPY --from=build /opt/venv") or line.startswith("COPY mlstack_")
+        if line.startswith("COPY --from=build /opt/venv") or line.startswith("COPY src/mlstack")
     ]
     assert heavy and max(heavy) < args[0]
     runs_after = [line for line in final[args[0] :] if line.startswith("RUN ")]

@@ -3,7 +3,7 @@
     SKLearn(entry_point="train.py", source_dir="examples/gradient_boosting", ...)
     make local-train SOURCE_DIR=examples/gradient_boosting ENTRY_POINT=train.py
 
-A GradientBoostingRegressor on the train/test channels that scripts/prepare_data.py writes.
+A GradientBoostingRegressor on the train/test channels that `mlstack data` writes.
 It reads its settings the way SageMaker's script mode passes them: hyperparameters as
 `--name value` arguments, paths from the SM_* environment variables. It tracks with a bare
 `mlflow.start_run()`: the training image sets MLFLOW_TRACKING_URI and

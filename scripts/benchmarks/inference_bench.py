@@ -34,8 +34,8 @@ from pathlib import Path
 import requests
 
 from mlstack import version
-from mlstack.ports import free_port
-from mlstack.waiting import TimedOut, until_ok
+from mlstack.core.ports import free_port
+from mlstack.core.waiting import TimedOut, until_ok
 
 DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 TARGET_THROUGHPUT_RATIO = 10.0

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from mlstack import version
-from mlstack.waiting import TimedOut, until_ok
+from mlstack.core.waiting import TimedOut, until_ok
 
 DEFAULT_IMAGE = f"mlstack/inference:{version()}"
 

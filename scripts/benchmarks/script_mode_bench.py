@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 from mlstack import ROOT, version
-from mlstack import data as prepare_data
-from mlstack.local import jobs as local_jobs
+from mlstack.cli import data as prepare_data
+from mlstack.cli.local import jobs as local_jobs
 
 EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MARKER = b"train.py: started"

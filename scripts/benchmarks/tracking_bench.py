@@ -21,9 +21,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from mlstack import ROOT, version
-from mlstack.ports import free_port
-from mlstack.settings import LocalSettings, export_for_libraries, load
-from mlstack.waiting import TimedOut, until_ok
+from mlstack.cli.settings import LocalSettings, export_for_libraries, load
+from mlstack.core.ports import free_port
+from mlstack.core.waiting import TimedOut, until_ok
 
 
 def wait_healthy(url: str, timeout: float = 120) -> None:

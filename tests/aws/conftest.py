@@ -16,7 +16,7 @@ import boto3
 import pytest
 import requests
 
-from mlstack.settings import ALL_SETTINGS, env_names
+from mlstack.cli.settings import ALL_SETTINGS, env_names
 from support.ports import free_port
 from support.waiting import wait_until
 

@@ -18,8 +18,8 @@ import requests
 from mlflow import MlflowClient
 from sklearn.tree import DecisionTreeRegressor
 
-from mlstack.aws.common import sagemaker_name
-from mlstack.channels import reference_payload, target_and_features
+from mlstack.cli.aws.common import sagemaker_name
+from mlstack.cli.channels import reference_payload, target_and_features
 from support.stack import point_mlflow_at
 
 pytestmark = pytest.mark.aws

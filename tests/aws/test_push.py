@@ -19,8 +19,8 @@ import pytest
 from docker.errors import ImageNotFound
 
 from mlstack import version
-from mlstack.aws import push
-from mlstack.aws.common import AwsScriptError
+from mlstack.cli.aws import push
+from mlstack.cli.aws.common import AwsScriptError
 from support.images import image_names
 
 pytestmark = pytest.mark.aws
@@ -197,7 +197,7 @@ def test_platform_check_refuses_other_architectures(tiny_images_dir, image_clean
     says, so the check after the build is what stops a wrong-architecture push."""
     tag = f"mlstack/{TINY}:platform-check"
     image_cleanup.append(tag)
-    push.build(TINY, tiny_images_dir / TINY, tag, image_names()["PYTHON_BASE_IMAGE"], "test")
+    push.build(TINY, tiny_images_dir.parent, tag, image_names()["PYTHON_BASE_IMAGE"], "test")
     push.check_platform(tag)  # linux/amd64 here
     with pytest.raises(AwsScriptError, match=r"built for linux/amd64, not linux/arm64"):
         push.check_platform(tag, expected="linux/arm64")

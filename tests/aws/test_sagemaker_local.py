@@ -11,7 +11,7 @@ import docker
 import pytest
 from mlflow import MlflowClient
 
-from mlstack import data as prepare_data
+from mlstack.cli import data as prepare_data
 from support.images import ROOT, build_project_image
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlstack.tuning import METRIC_DEFINITIONS, OBJECTIVE, RANGES
+from mlstack.cli.tuning import METRIC_DEFINITIONS, OBJECTIVE, RANGES
 
 pytestmark = pytest.mark.aws
 

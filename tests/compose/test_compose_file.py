@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from mlstack_tracking import gunicorn_conf
+from mlstack.tracking import gunicorn_conf
 from support.images import ROOT
 
 COMPOSE = ROOT / "compose" / "compose.yaml"

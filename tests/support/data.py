@@ -1,6 +1,6 @@
 """The data set the product trains on, for every suite: `make data`'s diabetes channels
-(`mlstack data`, scripts/mlstack/data.py), read the way the training job reads them
-(mlstack_training.data).
+(`mlstack data`, src/mlstack/cli/data.py), read the way the training job reads them
+(mlstack.training.data).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlstack import data as prepare_data
-from mlstack_training import data
-from mlstack_training.paths import OptML
+from mlstack.cli import data as prepare_data
+from mlstack.training import data
+from mlstack.training.paths import OptML
 
 TARGET = prepare_data.DIABETES_TARGET
 

@@ -48,13 +48,15 @@ def project_image_tag(name: str) -> str:
 
 
 def build_project_image(name: str) -> str:
-    """Build images/<name> on the configured Python base and return its tag.
+    """Build images/<name> (from the repository's root, as `make build` does) on the configured
+    Python base and return its tag.
 
     The image is kept after the session, so later builds are layer-cache hits.
     """
     tag = project_image_tag(name)
     image = DockerImage(
-        path=ROOT / "images" / name,
+        path=ROOT,
+        dockerfile_path=f"images/{name}/Dockerfile",
         tag=tag,
         clean_up=False,
         buildargs={"PYTHON_BASE_IMAGE": image_names()["PYTHON_BASE_IMAGE"], "VERSION": VERSION},

@@ -19,12 +19,12 @@ with open("/proc/1/environ") as handle:
     os.environ.update(
         item.split("=", 1) for item in handle.read().split("\0") if "=" in item
     )
-from mlstack_tracking.app import create_app
+from mlstack.tracking.app import create_app
 from mlflow.server import app as flask_app
 fastapi_app = create_app()
 routes = []
 while not hasattr(fastapi_app, "routes"):  # mlstack's own middleware in front (readiness)
-    path = getattr(__import__("mlstack_tracking.readiness").readiness, "READY_PATH", None)
+    path = getattr(__import__("mlstack.tracking.readiness").readiness, "READY_PATH", None)
     if path:
         routes.append({"app": "mlstack", "path": path, "methods": ["GET"]})
     fastapi_app = fastapi_app.app

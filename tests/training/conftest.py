@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlstack_training.paths import OptML
+from mlstack.training.paths import OptML
 from support.data import job_frames, write_channels
 
 from .helpers import FEATURES, TARGET

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import docker
 
-from mlstack_training.paths import OptML
+from mlstack.training.paths import OptML
 from support.containers import Exited, wait_for_exit
 
 FEATURES = "age sex bmi bp s1 s2 s3 s4 s5 s6"

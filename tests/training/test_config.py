@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack_training.config import read_settings
-from mlstack_training.errors import TrainingError
+from mlstack.training.config import read_settings
+from mlstack.training.errors import TrainingError
 
 
 def test_defaults() -> None:

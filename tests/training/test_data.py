@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
-from mlstack_training import data
-from mlstack_training.errors import TrainingError
-from mlstack_training.paths import OptML
+from mlstack.training import data
+from mlstack.training.errors import TrainingError
+from mlstack.training.paths import OptML
 
 from .helpers import FEATURES, TARGET
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlstack_training.errors import TrainingError
-from mlstack_training.hyperparameters import decode_value, load, parse, parse_features
+from mlstack.training.errors import TrainingError
+from mlstack.training.hyperparameters import decode_value, load, parse, parse_features
 
 REFERENCE = {
     "tracking_uri": "http://tracking-server:5000",
@@ -131,8 +131,8 @@ def test_load_reads_the_file_and_reports_broken_json(tmp_path: Path) -> None:
 
 
 def test_parent_run_id_nests_the_run() -> None:
-    from mlstack_training.config import load_settings
-    from mlstack_training.job import run_tags
+    from mlstack.training.config import load_settings
+    from mlstack.training.job import run_tags
 
     hp = parse({"target": "progression", "parent-run-id": '"abc123"'})
     assert hp.parent_run_id == "abc123"

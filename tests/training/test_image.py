@@ -1,6 +1,6 @@
 """The training image as SageMaker runs it: `docker run IMAGE train` over an /opt/ml tree.
 
-Channels come from scripts/prepare_data.py; tracking goes to the tracking-server image on
+Channels come from `mlstack data`; tracking goes to the tracking-server image on
 the session network, which the containers reach as http://tracking-server:5000.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 from testcontainers.core.network import Network
 
-from mlstack_training.paths import OptML
+from mlstack.training.paths import OptML
 from support.containers import logs_of
 from support.stack import TrackingServer, point_mlflow_at
 from support.waiting import wait_until

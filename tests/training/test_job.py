@@ -22,11 +22,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlstack_training import job, train
-from mlstack_training.entrypoint import main
-from mlstack_training.errors import TrainingError
-from mlstack_training.paths import OptML
-from mlstack_training.tracking import FAILURE_TAG, redact, wait_for_server
+from mlstack.training import job, train
+from mlstack.training.entrypoint import main
+from mlstack.training.errors import TrainingError
+from mlstack.training.paths import OptML
+from mlstack.training.tracking import FAILURE_TAG, redact, wait_for_server
 from support.stack import point_mlflow_at
 
 from .helpers import FEATURES, METRIC_REGEXES, TARGET
@@ -180,8 +180,8 @@ def test_tracking_wait_timeout_is_checked(make_opt_ml: Callable[..., OptML]) -> 
 
 
 def test_hyperparameter_wins_over_environment(make_opt_ml: Callable[..., OptML]) -> None:
-    from mlstack_training.config import load_settings
-    from mlstack_training.hyperparameters import parse
+    from mlstack.training.config import load_settings
+    from mlstack.training.hyperparameters import parse
 
     env = {"MLFLOW_TRACKING_URI": "http://env:5000", "MLFLOW_EXPERIMENT_NAME": "env-exp"}
     settings = load_settings(parse({"target": "y", "tracking_uri": "http://hp:5000"}), env)
@@ -214,7 +214,7 @@ def test_entrypoint_wants_train(argv: list[str], capsys: pytest.CaptureFixture[s
 
 
 def test_model_requirements_are_pinned_without_inference() -> None:
-    from mlstack_training.model import pinned_requirements
+    from mlstack.training.model import pinned_requirements
 
     assert pinned_requirements() == [
         "mlflow==3.17.2",

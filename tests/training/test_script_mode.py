@@ -26,9 +26,9 @@ import requests
 from mlflow import MlflowClient
 from testcontainers.core.network import Network
 
-from mlstack.cli import cli
-from mlstack.local import jobs as local_jobs
-from mlstack_training.paths import OptML
+from mlstack.cli.local import jobs as local_jobs
+from mlstack.cli.main import cli
+from mlstack.training.paths import OptML
 from support.containers import has_exited, logs_of
 from support.images import ROOT
 from support.stack import TrackingServer

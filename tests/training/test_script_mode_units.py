@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from mlstack_mlflow_plugin import TAGS_ENV, JobRunContext
 
-from mlstack_training.child import Supervisor
-from mlstack_training.paths import FAILURE_REASON_LIMIT, OptML
-from mlstack_training.script_mode import failure_reason, hyperparameter, requested
+from mlstack.training.child import Supervisor
+from mlstack.training.paths import FAILURE_REASON_LIMIT, OptML
+from mlstack.training.script_mode import failure_reason, hyperparameter, requested
+from mlstack_mlflow_plugin import TAGS_ENV, JobRunContext
 
 
 def test_script_mode_only_with_a_program(tmp_path: Path) -> None:

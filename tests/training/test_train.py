@@ -1,12 +1,12 @@
-"""Fitting the forest (mlstack_training.train)."""
+"""Fitting the forest (mlstack.training.train)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from mlstack_training import train
-from mlstack_training.data import Dataset
-from mlstack_training.hyperparameters import Hyperparameters
+from mlstack.training import train
+from mlstack.training.data import Dataset
+from mlstack.training.hyperparameters import Hyperparameters
 
 from .helpers import FEATURES, TARGET
 

@@ -3,7 +3,7 @@
 MLflow asks each provider registered under the `mlflow.run_context_provider` entry point
 group for tags whenever the fluent API starts a run (mlflow.tracking.context.registry,
 `resolve_tags`); tags the script passes itself win over these. The image's script-mode
-runner (mlstack_training.script_mode) computes the tags of the job, the job identity and
+runner (mlstack.training.script_mode) computes the tags of the job, the job identity and
 `mlflow.parentRunId` of a tuning run, and hands them over in MLSTACK_RUN_TAGS. Nothing here
 imports more of MLflow than the provider base class, which MLflow 2.x and 3.x share, so a
 script whose requirements.txt installs an older client keeps its runs tagged and nested.

@@ -1,5 +1,0 @@
-"""`python -m mlstack`: the same as the `mlstack` console script."""
-
-from mlstack.cli import main
-
-main()

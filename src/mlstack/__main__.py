@@ -1,0 +1,5 @@
+"""`python -m mlstack`: the same as the `mlstack` console script."""
+
+from mlstack.cli.main import main
+
+main()

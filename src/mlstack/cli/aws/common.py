@@ -1,0 +1,195 @@
+"""What every AWS command shares: boto3 sessions, ECR names, errors, subprocesses."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mlstack import ROOT, version
+from mlstack.cli.channels import ChannelError
+from mlstack.cli.settings import AwsSettings, SettingsError, export_for_libraries
+
+ECR_REPOSITORY_PREFIX = "mlstack"
+PROGRAM = "mlstack-aws"
+NAME_LIMIT = 63  # SageMaker model, config and endpoint names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+# SDK defaults config: no usage telemetry to AWS from these commands.
+SDK_CONFIG = {
+    "SchemaVersion": "1.0",
+    "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
+}
+
+
+class AwsScriptError(Exception):
+    """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+def sagemaker_name(*parts: str) -> str:
+    """Parts joined with '-', reduced to what SageMaker accepts in resource names."""
+    text = "-".join(parts)
+    text = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
+    return text[:NAME_LIMIT].rstrip("-") or "mlstack"
+
+
+def endpoint_name(settings: AwsSettings) -> str:
+    """ENDPOINT_NAME, else mlstack-MODEL_NAME, as deploy-endpoint names the endpoint."""
+    return sagemaker_name(settings.endpoint_name or f"mlstack-{settings.model_name}")
+
+
+def boto_session(settings: AwsSettings, require_region: bool = True):
+    """A boto3 session honouring AWS_PROFILE and AWS_REGION; AWS_ENDPOINT_URL is read by boto3."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        session = boto3.Session(
+            profile_name=settings.aws_profile or None, region_name=settings.aws_region or None
+        )
+    except ProfileNotFound as error:
+        raise AwsScriptError(f"{error}: check AWS_PROFILE against ~/.aws/config") from None
+    if require_region and not session.region_name:
+        raise AwsScriptError(
+            "no AWS region: set AWS_REGION (e.g. eu-west-1) or a region in your AWS_PROFILE"
+        )
+    return session
+
+
+def account_id(session) -> str:
+    """The account the credentials belong to; a clear error when there are none."""
+    from botocore.exceptions import NoCredentialsError
+
+    if session.get_credentials() is None:
+        raise AwsScriptError(
+            "no AWS credentials: set AWS_PROFILE (after `aws sso login` or `aws configure`) "
+            "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    try:
+        return session.client("sts").get_caller_identity()["Account"]
+    except NoCredentialsError:
+        raise AwsScriptError("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID") from None
+
+
+def ecr_image_uri(session, name: str, tag: str | None = None) -> str:
+    """ACCOUNT.dkr.ecr.REGION.amazonaws.com/mlstack/NAME:TAG, as `make push` names it."""
+    host = f"{account_id(session)}.dkr.ecr.{session.region_name}.amazonaws.com"
+    return f"{host}/{ECR_REPOSITORY_PREFIX}/{name}:{tag or version()}"
+
+
+def git_revision(paths: list[Path], root: Path = ROOT) -> tuple[str, bool]:
+    """(short commit SHA, whether `paths` hold changes or untracked files not in that commit)."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", *map(str, paths)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise AwsScriptError(
+            f"cannot read the git commit of {root} ({error}): images are tagged with it"
+        ) from None
+    return sha, bool(status.strip())
+
+
+def sagemaker_sdk_logging() -> None:
+    """Send the SageMaker SDK's log to stderr (it writes its config notes to stdout, where
+    these scripts print only their results); call before importing sagemaker."""
+    export_for_libraries({"SAGEMAKER_SUPPRESS_V2_WARNING": "1"})  # 2.x is pinned on purpose
+    logger = logging.getLogger("sagemaker")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    # Logged before the SDK checks TelemetryOptOut, which these scripts set: misleading here.
+    logging.getLogger("sagemaker.telemetry").setLevel(logging.WARNING)
+
+
+def client_error_line(error: Exception) -> str:
+    """One line for a botocore ClientError: the operation, AWS's code and its message."""
+    response = getattr(error, "response", None) or {}
+    details = response.get("Error", {})
+    operation = getattr(error, "operation_name", "AWS call")
+    message = str(details.get("Message") or error).splitlines()[0]
+    return f"{operation} failed: {details.get('Code', 'Error')}: {message}"
+
+
+def main_wrapper(main: Callable[..., int]) -> Callable[..., int]:
+    """Turn expected failures into one line on stderr and exit status 1."""
+
+    @functools.wraps(main)
+    def wrapped(*args: object, **kwargs: object) -> int:
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            WaiterError,
+        )
+
+        try:
+            return main(*args, **kwargs)
+        except (AwsScriptError, SettingsError, ChannelError) as error:
+            message = str(error)
+        except NoCredentialsError:
+            message = "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID"
+        except ClientError as error:
+            message = client_error_line(error)
+        except EndpointConnectionError as error:
+            message = f"cannot reach AWS: {error}; check the network, AWS_REGION, AWS_ENDPOINT_URL"
+        except WaiterError as error:
+            message = f"gave up waiting: {str(error).splitlines()[0]}"
+        except KeyboardInterrupt:
+            message = "interrupted"
+        print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+        return 1
+
+    return wrapped
+
+
+def run(command: list[str], what: str, stdin: str | None = None, quiet: bool = False) -> str:
+    """Run a command; its output streams to stderr (stdout is for results) unless quiet;
+    a one-line error if it fails."""
+    try:
+        result = subprocess.run(
+            command,
+            input=stdin,
+            text=True,
+            stdout=subprocess.PIPE if quiet else sys.stderr,
+            stderr=subprocess.PIPE if quiet else None,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise AwsScriptError(f"{command[0]} is not installed or not on PATH: {what}") from None
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip().splitlines()
+        tail = f": {detail[-1]}" if detail else ""
+        raise AwsScriptError(f"{what} failed (exit {result.returncode}){tail}")
+    return result.stdout or ""
+
+
+def script_mode(settings: AwsSettings) -> dict[str, str]:
+    """SOURCE_DIR and ENTRY_POINT as the SDK's `source_dir` / `entry_point` (a user's training
+    script in the training image, SageMaker script mode), or {} for the built-in model."""
+    source_dir, entry_point = settings.source_dir, settings.entry_point
+    if not source_dir and not entry_point:
+        return {}
+    if not source_dir or not entry_point:
+        raise AwsScriptError(
+            "set both SOURCE_DIR (the script's directory) and ENTRY_POINT (the script in it), "
+            "or neither for the built-in model"
+        )
+    if not (Path(source_dir) / entry_point).is_file():
+        raise AwsScriptError(f"{entry_point} is not a file in SOURCE_DIR {source_dir}")
+    return {"source_dir": str(Path(source_dir).resolve()), "entry_point": entry_point}

@@ -1,0 +1,338 @@
+"""`mlstack aws push` (`make push`): build the images for linux/amd64, push them to ECR,
+print their URIs.
+
+  mlstack aws push [NAME ...] [--images-dir DIR]     (NAME: tracking-server training inference)
+
+Each image is built from images/NAME/Dockerfile, with the repository's root as its context
+(the Dockerfile copies the package from src/), for linux/amd64 (Fargate and SageMaker run amd64; an
+image that comes out for another platform is refused, not pushed), tagged with VERSION and
+the git commit (git-SHA), and pushed to the ECR repository mlstack/NAME, which is created
+when missing with scan on push, immutable tags and a lifecycle policy. Docker logs in with a
+token from ECR's GetAuthorizationToken. Tags are immutable: a VERSION already in ECR from
+another commit is an error (bump VERSION). A work tree with uncommitted changes under
+images/NAME, src/ or VERSION is refused unless PUSH_ALLOW_DIRTY=true, which pushes only a
+git-SHA-dirty-TIMESTAMP tag, so VERSION stays free for the committed build.
+
+  mlstack aws push --model-image NAME:TAG
+
+pushes a model image built here (`make build-model-image`) as it is, under its own tag, to
+the ECR repository mlstack/<last part of NAME>, with the same repository settings and
+platform check.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mlstack import ROOT, version
+from mlstack.cli.aws.common import (
+    ECR_REPOSITORY_PREFIX,
+    AwsScriptError,
+    account_id,
+    boto_session,
+    git_revision,
+    main_wrapper,
+    run,
+)
+from mlstack.cli.settings import AwsSettings
+
+IMAGES = ("tracking-server", "training", "inference")
+TARGET_PLATFORM = "linux/amd64"
+DEFAULT_PYTHON_BASE_IMAGE = "python:3.11-slim"
+# Lifecycle: untagged images (left by failed or superseded pushes) go after a week; of the
+# rest, the newest KEEP_IMAGES stay, so an image a running service uses is not expired soon.
+UNTAGGED_DAYS = 7
+KEEP_IMAGES = 50
+
+
+def lifecycle_policy() -> str:
+    """The ECR lifecycle policy every mlstack repository gets (JSON text)."""
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"expire untagged images after {UNTAGGED_DAYS} days",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": UNTAGGED_DAYS,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 2,
+                    "description": f"keep the {KEEP_IMAGES} newest images",
+                    "selection": {
+                        "tagStatus": "any",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": KEEP_IMAGES,
+                    },
+                    "action": {"type": "expire"},
+                },
+            ]
+        }
+    )
+
+
+def python_base_image(settings: AwsSettings) -> str:
+    """PYTHON_BASE_IMAGE from the environment, else .images.env, else the public image."""
+    if settings.python_base_image:
+        return settings.python_base_image
+    env_file = ROOT / ".images.env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, _, found = line.strip().partition("=")
+            if key.strip() == "PYTHON_BASE_IMAGE" and found.strip():
+                return found.strip()
+    return DEFAULT_PYTHON_BASE_IMAGE
+
+
+def plan_tags(release: str, sha: str, dirty: bool, allow_dirty: bool, now: datetime) -> list[str]:
+    """The tags to push: VERSION and git-SHA, or one unique dirty tag (see the module doc)."""
+    if not dirty:
+        return [release, f"git-{sha}"]
+    if not allow_dirty:
+        raise AwsScriptError(
+            "the image's sources have uncommitted changes: commit them so the git-SHA tag "
+            "names its source, or set PUSH_ALLOW_DIRTY=true for a one-off dirty tag"
+        )
+    return [f"git-{sha}-dirty-{now:%Y%m%d%H%M%S}"]
+
+
+def build(name: str, context: Path, tag: str, base: str, revision: str) -> None:
+    """docker build of context/images/NAME/Dockerfile for TARGET_PLATFORM (classic builder or
+    BuildKit, whichever docker uses)."""
+    run(
+        [
+            "docker",
+            "build",
+            "--platform",
+            TARGET_PLATFORM,
+            "--build-arg",
+            f"PYTHON_BASE_IMAGE={base}",
+            "--build-arg",
+            f"VERSION={version()}",
+            "--label",
+            f"org.opencontainers.image.revision={revision}",
+            "--tag",
+            tag,
+            "--file",
+            str(context / "images" / name / "Dockerfile"),
+            str(context),
+        ],
+        f"building {tag}",
+    )
+
+
+def image_platform(tag: str) -> str:
+    """os/architecture of a local image, as `docker image inspect` reports it."""
+    out = run(
+        ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag],
+        f"inspecting {tag}",
+        quiet=True,
+    )
+    return out.strip()
+
+
+def check_platform(tag: str, expected: str = TARGET_PLATFORM) -> None:
+    """Refuse an image built for another platform (e.g. arm64 on an Apple-silicon laptop)."""
+    found = image_platform(tag)
+    if found != expected:
+        raise AwsScriptError(
+            f"{tag} was built for {found}, not {expected}, which Fargate and SageMaker run: "
+            f"enable {expected} emulation in Docker (QEMU/binfmt, or Docker Desktop's "
+            f"Rosetta) with a {expected} PYTHON_BASE_IMAGE, or build on an amd64 machine"
+        )
+
+
+def ensure_repository(ecr, name: str) -> dict:
+    """The ECR repository, created when missing with scan on push, immutable tags, a
+    lifecycle policy and encryption; an existing one keeps its settings (warned about)."""
+    try:
+        repository = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ecr.exceptions.RepositoryNotFoundException:
+        repository = ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            encryptionConfiguration={"encryptionType": "AES256"},
+            tags=[{"Key": "project", "Value": "mlstack"}],
+        )["repository"]
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=lifecycle_policy())
+        print(f"created ECR repository {name}", file=sys.stderr)
+        return repository
+    if repository.get("imageTagMutability") != "IMMUTABLE":
+        print(f"warning: ECR repository {name} has mutable tags", file=sys.stderr)
+    if not repository.get("imageScanningConfiguration", {}).get("scanOnPush"):
+        print(f"warning: ECR repository {name} does not scan on push", file=sys.stderr)
+    try:
+        ecr.get_lifecycle_policy(repositoryName=name)
+    except ecr.exceptions.LifecyclePolicyNotFoundException:
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=lifecycle_policy())
+    return repository
+
+
+def tags_in_ecr(ecr, repository: str, tags: list[str]) -> dict[str, str]:
+    """tag -> image digest for those of `tags` that the repository already has."""
+    found = {}
+    for tag in tags:
+        try:
+            details = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        except ecr.exceptions.ImageNotFoundException:
+            continue
+        found[tag] = details["imageDetails"][0]["imageDigest"]
+    return found
+
+
+def already_pushed(repository: str, tags: list[str], found: dict[str, str]) -> str | None:
+    """The digest when every tag is already on one image; None when none is; else an error."""
+    if not found:
+        return None
+    if set(found) == set(tags) and len(set(found.values())) == 1:
+        return next(iter(found.values()))
+    taken = ", ".join(sorted(found))
+    raise AwsScriptError(
+        f"{repository} already has {taken} on another image and its tags are immutable: "
+        "bump VERSION (or push from the commit that made it)"
+    )
+
+
+def registry_login(ecr, override: str | None) -> str:
+    """docker login with an ECR authorization token; returns the registry host."""
+    data = ecr.get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    host = override or data["proxyEndpoint"].removeprefix("https://").removeprefix("http://")
+    run(
+        ["docker", "login", "--username", user, "--password-stdin", host],
+        f"docker login to {host}",
+        stdin=password,
+        quiet=True,
+    )
+    return host
+
+
+@dataclass
+class Pushed:
+    """One image in the registry."""
+
+    name: str
+    uris: list[str]
+    digest_uri: str
+
+
+def push_tags(local_tag: str, remote: str, tags: list[str]) -> str:
+    """Tag and push; return the pushed manifest's digest (sha256:...)."""
+    for tag in tags:
+        run(["docker", "tag", local_tag, f"{remote}:{tag}"], f"tagging {remote}:{tag}")
+        run(["docker", "push", f"{remote}:{tag}"], f"pushing {remote}:{tag}")
+    out = run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", local_tag],
+        f"reading the digest of {remote}",
+        quiet=True,
+    )
+    for ref in json.loads(out or "[]") or []:
+        repo, _, digest = ref.partition("@")
+        if repo == remote:
+            return digest
+    raise AwsScriptError(f"docker reported no digest for {remote} after the push")
+
+
+@dataclass
+class Plan:
+    """What to build and which tags to push, decided before anything is built."""
+
+    name: str
+    context: Path  # the repository's root; the Dockerfile is images/NAME/Dockerfile in it
+    revision: str
+    tags: list[str]
+
+
+def plan_image(name: str, images_dir: Path, allow_dirty: bool) -> Plan:
+    """The image's build context, its git revision label and its tags."""
+    context = images_dir.parent
+    dockerfile = images_dir / name / "Dockerfile"
+    if not dockerfile.is_file():
+        raise AwsScriptError(f"{dockerfile} does not exist: unknown image {name!r}")
+    sha, dirty = git_revision([images_dir / name, context / "src", context / "VERSION"])
+    tags = plan_tags(version(), sha, dirty, allow_dirty, datetime.now(UTC))
+    return Plan(name, context, sha + ("-dirty" if dirty else ""), tags)
+
+
+def push_image(ecr, plan: Plan, registry: str, base_image: str) -> Pushed:
+    """Build (unless ECR already has it), check the platform, push; return the URIs."""
+    repository = f"{ECR_REPOSITORY_PREFIX}/{plan.name}"
+    ensure_repository(ecr, repository)
+    remote = f"{registry}/{repository}"
+    digest = already_pushed(repository, plan.tags, tags_in_ecr(ecr, repository, plan.tags))
+    if digest:
+        print(f"{repository}: {', '.join(plan.tags)} already in ECR, not pushed", file=sys.stderr)
+    else:
+        local_tag = f"{repository}:{version()}"
+        build(plan.name, plan.context, local_tag, base_image, plan.revision)
+        check_platform(local_tag)
+        digest = push_tags(local_tag, remote, plan.tags)
+    return Pushed(plan.name, [f"{remote}:{tag}" for tag in plan.tags], f"{remote}@{digest}")
+
+
+def split_image(local_tag: str) -> tuple[str, str]:
+    """name and tag of a local image reference; checked before anything is pushed."""
+    name, _, tag = local_tag.rpartition(":")
+    if not name or not tag or "/" in tag:
+        raise AwsScriptError(f"MODEL_IMAGE must be name:tag, got {local_tag!r}")
+    return name, tag
+
+
+def push_local_image(ecr, local_tag: str, registry: str) -> Pushed:
+    """Push an image built here (a model image) under its own tag; return the URIs."""
+    name, tag = split_image(local_tag)
+    check_platform(local_tag)
+    repository = f"{ECR_REPOSITORY_PREFIX}/{name.rsplit('/', 1)[-1]}"
+    ensure_repository(ecr, repository)
+    remote = f"{registry}/{repository}"
+    digest = already_pushed(repository, [tag], tags_in_ecr(ecr, repository, [tag]))
+    if digest:
+        print(
+            f"{repository}:{tag} already in ECR, not pushed (tags are immutable: give a new "
+            "build a new MODEL_IMAGE tag)",
+            file=sys.stderr,
+        )
+    else:
+        digest = push_tags(local_tag, remote, [tag])
+    return Pushed(name, [f"{remote}:{tag}"], f"{remote}@{digest}")
+
+
+@main_wrapper
+def main(
+    settings: AwsSettings,
+    names: list[str],
+    images_dir: Path = ROOT / "images",
+    model_image: str | None = None,
+) -> int:
+    """Push the named images (all three by default), or one model image; print the URIs."""
+    names = names or list(IMAGES)
+    session = boto_session(settings)
+    account_id(session)  # a clear error without credentials, before any build
+    ecr = session.client("ecr")
+    if model_image:
+        split_image(model_image)
+    plans = (
+        [] if model_image else [plan_image(n, images_dir, settings.push_allow_dirty) for n in names]
+    )
+    registry = registry_login(ecr, settings.ecr_registry_override or None)
+    base_image = python_base_image(settings)
+    pushes = [lambda plan=plan: push_image(ecr, plan, registry, base_image) for plan in plans]
+    if model_image:
+        pushes.append(lambda: push_local_image(ecr, model_image, registry))
+    for push_one in pushes:
+        pushed = push_one()
+        for uri in pushed.uris:
+            print(uri)
+        print(pushed.digest_uri)
+    return 0

@@ -1,0 +1,41 @@
+"""Click options that override settings: each names its environment variable in --help,
+and an option not given (None) falls back to the environment, then `.env`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from mlstack.cli.settings import Settings, env_name
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the root command passes down: the settings file."""
+
+    env_file: Path
+
+
+def setting_option(
+    cls: type[Settings], field: str, help_text: str, *decls: str, **kwargs: Any
+) -> Callable:
+    """--FIELD (or decls) overriding the settings' field; its help names the variable."""
+    info = cls.model_fields[field]
+    default = "" if info.default in ("", None) else f"; default {info.default}"
+    return click.option(
+        *(decls or (f"--{field.replace('_', '-')}",)),
+        field,
+        default=None,
+        help=f"{help_text} [env {env_name(cls, field)}{default}]",
+        **kwargs,
+    )
+
+
+def fail(program: str, message: str) -> NoReturn:
+    """One line on stderr, exit status 1: how every command reports a problem to fix."""
+    click.echo(f"{program}: error: {message}", err=True)
+    raise SystemExit(1)

@@ -1,0 +1,258 @@
+"""Settings: the ONLY place in scripts/ that reads the environment (and `.env`).
+
+One pydantic-settings class per component, each field named after its environment
+variable (upper-cased), every one of them in the README's configuration table:
+
+- `LocalSettings`: the local stack and its loop (`mlstack local ...`), read from the
+  environment, then the stack's `.env`;
+- `AwsSettings`: AWS and SageMaker local mode (`mlstack aws ...`), the same way;
+- `ModelImageSettings`: `mlstack build-model-image`.
+
+Empty values count as unset (the default applies), values are stripped, and a bad value
+becomes ONE line naming the variable (`SettingsError`), as the scripts always said it.
+Command-line options override settings: the CLI passes them as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlstack import ROOT
+from mlstack.cli.tuning import DEFAULT_MAX_JOBS, DEFAULT_MAX_PARALLEL_JOBS
+
+DEFAULT_ENV_FILE = ".env"
+WholeNumber = Annotated[int, Field(ge=1)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names it and says how to fix it."""
+
+
+class Settings(BaseSettings):
+    """What every component's settings share: sources, empty = unset, one-line errors."""
+
+    model_config = SettingsConfigDict(
+        env_file=DEFAULT_ENV_FILE,
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        str_strip_whitespace=True,
+        populate_by_name=True,
+    )
+    REQUIRED_HINT: ClassVar[str] = "see the README's configuration table"
+
+    def require(self, field: str) -> str:
+        """A setting that this command cannot do without; one line naming it when unset."""
+        value = getattr(self, field)
+        if value in ("", None):
+            raise SettingsError(f"{env_name(type(self), field)} is not set ({self.REQUIRED_HINT})")
+        return value
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def load(cls: type[S], env_file: str | Path | None = DEFAULT_ENV_FILE, **overrides: Any) -> S:
+    """The settings from the environment, then env_file; overrides (CLI options) win.
+
+    None overrides are dropped, so an option not given falls back to the settings."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return cls(_env_file=env_file, **given)
+    except ValidationError as error:
+        raise SettingsError(one_line(cls, error)) from None
+
+
+def env_name(cls: type[Settings], field: str) -> str:
+    """The environment variable a field is read from (its first alias, else its name)."""
+    info = cls.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return str(alias or field).upper()
+
+
+def env_names(cls: type[Settings]) -> set[str]:
+    """Every environment variable the class reads (aliases included)."""
+    names = set()
+    for field, info in cls.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias or field]
+        names.update(str(choice).upper() for choice in choices)
+    return names
+
+
+def one_line(cls: type[Settings], error: ValidationError) -> str:
+    """pydantic's first error as the scripts' one line: the variable, what it must be, the value."""
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    name = env_name(cls, field) if field in cls.model_fields else field.upper()
+    value = first.get("input")
+    kind = first["type"]
+    if kind == "int_parsing":
+        return f"{name} must be a whole number, got {value!r}"
+    if kind == "bool_parsing":
+        return f"{name} must be true or false, got {value!r}"
+    if kind == "greater_than_equal":
+        return f"{name} must be at least {first['ctx']['ge']}, got {value}"
+    if kind == "missing":
+        return f"{name} is not set ({cls.REQUIRED_HINT})"
+    return f"{name}: {first['msg']}, got {value!r}"
+
+
+class LoopSettings(Settings):
+    """What the local loop and the AWS workflows share: the experiment, the model, the data,
+    the built-in model's hyperparameters or the user's script, MLflow's credentials."""
+
+    experiment_name: str = "diabetes-progression"
+    model_name: str = "diabetes-rf"
+    data_dir: Path = ROOT / "data" / "diabetes"
+    source_dir: str = ""
+    entry_point: str = ""
+    n_estimators: WholeNumber = 100
+    min_samples_leaf: WholeNumber = 3
+    registered_model_name: str = ""
+    tuning_max_jobs: WholeNumber = DEFAULT_MAX_JOBS
+    tuning_max_parallel_jobs: WholeNumber = DEFAULT_MAX_PARALLEL_JOBS
+    mlflow_tracking_username: str = ""
+    mlflow_tracking_password: str = ""
+
+    def tracking_credentials(self) -> dict[str, str]:
+        """MLFLOW_TRACKING_USERNAME / _PASSWORD when set: what a job's MLflow client reads
+        for a tracking server with auth on (given to it as environment, never as argument)."""
+        values = {
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_tracking_username,
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_tracking_password,
+        }
+        return {name: value for name, value in values.items() if value}
+
+
+class LocalSettings(LoopSettings):
+    """The local stack (compose project, ports, databases, bucket) and its loop."""
+
+    compose_project: str = "mlstack"
+    mlflow_port: WholeNumber = 5000
+    minio_console_port: WholeNumber = 9001
+    mlflow_tracking_token: str = ""
+    db_name: str = "mlflow"
+    db_user: str = "mlflow"
+    db_password: str = ""
+    minio_mlflow_user: str = "mlflow-artifacts"
+    minio_mlflow_password: str = ""
+    mlflow_auth_db_name: str = "mlflow_auth"
+    artifacts_destination: str = "s3://mlflow/artifacts"
+    random_state: int = 42
+    mlflow_auth_enabled: bool = True
+    mlflow_auth_admin_username: str = "admin"
+    mlflow_auth_admin_password: str = ""
+
+    @property
+    def network(self) -> str:
+        """The compose project's default network, where jobs and the endpoint run."""
+        return f"{self.compose_project}_default"
+
+    @property
+    def endpoint_container(self) -> str:
+        """The local endpoint's container (`mlstack local serve`), removed by `down`."""
+        return f"{self.compose_project}-inference"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The tracking server as this machine reaches it."""
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def admin_login(self) -> dict[str, str]:
+        """MLflow's credential variables for the stack's admin (.env), when auth is on."""
+        if not self.mlflow_auth_enabled:
+            return {}
+        return {
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_auth_admin_username,
+            "MLFLOW_TRACKING_PASSWORD": self.require("mlflow_auth_admin_password"),
+        }
+
+    def tracking_credentials(self) -> dict[str, str]:
+        """The loop's MLflow credentials, a token too when set."""
+        token = {"MLFLOW_TRACKING_TOKEN": self.mlflow_tracking_token}
+        return {**super().tracking_credentials(), **{k: v for k, v in token.items() if v}}
+
+
+class AwsSettings(LoopSettings):
+    """AWS (push, deploy-fargate, deploy-endpoint, invoke, tune) and SageMaker local mode.
+
+    Required ones are checked by the command that needs them (`require`)."""
+
+    aws_profile: str = ""
+    aws_region: str = Field("", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    mlflow_tracking_uri: str = ""
+    # push
+    python_base_image: str = ""
+    push_allow_dirty: bool = False
+    ecr_registry_override: str = ""
+    # deploy-fargate (template parameters: unset ones keep the template's defaults)
+    stack_name: str = "mlstack-tracking"
+    tracking_server_image_uri: str = ""
+    vpc_id: str = ""
+    lb_subnet_ids: str = ""
+    lb_subnet_cidrs: str = ""
+    private_subnet_ids: str = ""
+    lb_scheme: str = ""
+    client_cidr: str = ""
+    certificate_arn: str = ""
+    domain_name: str = ""
+    db_multi_az: str = ""
+    db_deletion_protection: str = ""
+    stack_parameters: str = ""
+    # deploy-endpoint, invoke
+    model_alias: str = "champion"
+    sagemaker_role_arn: str = ""
+    model_s3_uri: str = ""
+    model_image_uri: str = ""
+    inference_image_uri: str = ""
+    endpoint_name: str = ""
+    sagemaker_instance_type: str = "ml.m5.large"
+    sagemaker_instance_count: WholeNumber = 1
+    test_csv: str = ""
+    target: str = ""
+    features: str = ""
+    # tune
+    training_tracking_uri: str = ""
+    training_image_uri: str = ""
+    data_s3_uri: str = ""
+    output_s3_uri: str = ""
+    tuning_job_name: str = ""
+    tuning_poll_seconds: WholeNumber = 60
+    sagemaker_subnets: str = ""
+    sagemaker_security_group_ids: str = ""
+    random_state: str = ""
+    # sagemaker-local
+    sagemaker_local_tracking_uri: str = ""
+    sagemaker_local_output: Path = ROOT / "build" / "sagemaker-local"
+    training_image: str = ""
+    inference_image: str = ""
+
+
+class ModelImageSettings(Settings):
+    """`mlstack build-model-image`: where models:/ and runs:/ URIs resolve."""
+
+    mlflow_tracking_uri: str = ""
+
+
+ALL_SETTINGS: tuple[type[Settings], ...] = (LocalSettings, AwsSettings, ModelImageSettings)
+
+
+def export_for_libraries(values: Mapping[str, str]) -> None:
+    """Write variables that a library in this process reads (the SageMaker SDK's, MLflow's):
+    the one place scripts/ writes its own environment."""
+    for name, value in values.items():
+        os.environ[name] = value
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus extra: what a child process (docker compose) gets."""
+    return {**os.environ, **extra}

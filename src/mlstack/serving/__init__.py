@@ -1,0 +1,1 @@
+"""mlstack inference server: SageMaker's hosting contract for MLflow pyfunc models."""

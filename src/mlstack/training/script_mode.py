@@ -1,0 +1,337 @@
+"""Script mode: run the user's training script as SageMaker's framework containers do.
+
+SageMaker's scikit-learn container hands the job to sagemaker-training (the toolkit,
+aws/sagemaker-training-toolkit 5.1.4), whose `trainer.train()` builds the training
+environment, unpacks the source, installs it and runs the entry point
+(`entry_point.run`). This runner uses the toolkit's own pieces for each of those steps, so
+the contract is the toolkit's by construction:
+
+- reserved hyperparameters sagemaker_program, sagemaker_submit_directory,
+  sagemaker_container_log_level, sagemaker_job_name, sagemaker_region (JSON-decoded,
+  removed from the script's arguments): `environment.Environment`;
+- the source at /opt/ml/code, from an s3:// or local sourcedir.tar.gz or a directory:
+  `files.download_and_extract`;
+- `pip install . [-r requirements.txt]` when setup.py is there, else
+  `pip install -r requirements.txt` when requirements.txt is (`modules.install`,
+  `modules.install_requirements`), chmod of command entry points (`entry_point.install`);
+- the SM_* variables (`Environment.to_env_vars`, `environment.write_env_vars`) and the command
+  `python ENTRY --key value ...`, `python -m MODULE ...` or `/bin/sh -c ./ENTRY ...`
+  (`process.ProcessRunner._create_command`, which also validates the entry point's name).
+
+What it does itself, where the toolkit falls short of the job contract here: the children
+(pip and the script) are run by `child.Supervisor`, which streams their output, keeps their
+last lines for /opt/ml/output/failure (the toolkit's reason is the process's stderr from
+the first line that names an exception class, or nothing at all) and passes SIGTERM on (the
+toolkit installs no handler, and PID 1 ignores signals it does not handle). It also gives
+the script the job's MLflow settings and the tags that mlstack_mlflow_plugin puts on its
+runs, and ends the runs a failed script left RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlstack.training.child import Outcome, Supervisor
+from mlstack.training.config import EntrySettings, Settings, read_settings
+from mlstack.training.errors import Terminated, TrainingError
+from mlstack.training.hyperparameters import decode_value, normalise_name
+from mlstack.training.paths import FAILURE_REASON_LIMIT, OptML
+from mlstack.training.runs import JOB_KEY_TAG, RestTracking
+from mlstack.training.tracking import redact, wait_for_server
+
+log = logging.getLogger(__name__)
+
+PROGRAM = "sagemaker_program"  # sagemaker_training.params.USER_PROGRAM_PARAM
+TAGS_ENV = "MLSTACK_RUN_TAGS"  # read by mlstack_mlflow_plugin
+EXIT_FAILED = 1
+CLEANUP_WAIT_S = 15.0
+# SageMaker's resourceconfig.json for a single instance, when a hand-made /opt/ml lacks it.
+SINGLE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"]}
+
+
+def requested(opt_ml: OptML, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the job names a user entry point (the toolkit reads the same two places:
+    SAGEMAKER_PROGRAM, from os.environ or env, and the sagemaker_program hyperparameter)."""
+    if read_settings(env, EntrySettings).program:
+        return True
+    try:
+        raw = json.loads(opt_ml.hyperparameters_file.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and bool(raw.get(PROGRAM))
+
+
+def hyperparameter(values: Mapping[str, Any], name: str) -> str | None:
+    """A hyperparameter by name, '-' and '_' alike, as the built-in job reads it."""
+    for key, value in values.items():
+        if normalise_name(key) == name:
+            return decode_value(value if isinstance(value, str) else json.dumps(value)) or None
+    return None
+
+
+def failure_reason(header: str, lines: list[str]) -> str:
+    """header and as many of the LAST lines as fit in what SageMaker shows (1024 chars)."""
+    kept: list[str] = []
+    room = FAILURE_REASON_LIMIT - len(header) - 1
+    for line in reversed(lines):
+        if len(line) + 1 > room:
+            break
+        kept.insert(0, line)
+        room -= len(line) + 1
+    return "\n".join([header, *kept])
+
+
+class ScriptJob:
+    """One script-mode job, from the toolkit's environment to the script's exit."""
+
+    def __init__(self, opt_ml: OptML, env: Mapping[str, str] | None = None) -> None:
+        self.opt_ml = opt_ml
+        self.env = env  # None: os.environ, read once the job starts (config.read_settings)
+        # The defaults until execute() reads and checks them, where a bad one fails the job.
+        self.settings = Settings.model_construct()
+        self.supervisor = Supervisor()
+        self.job_key = uuid.uuid4().hex
+        self.tracking: RestTracking | None = None
+
+    # --- the toolkit's steps ------------------------------------------------------------
+
+    def training_environment(self) -> Any:
+        """sagemaker_training.environment.Environment over this /opt/ml."""
+        from sagemaker_training import environment
+
+        config = self.opt_ml.input_data_config_file
+        resource = config.parent / "resourceconfig.json"
+        channels = None
+        if not config.exists():  # SageMaker always writes it; a hand-made /opt/ml may not
+            data = self.opt_ml.root / "input" / "data"
+            found = sorted(data.iterdir()) if data.is_dir() else []
+            channels = {p.name: {} for p in found if p.is_dir()} or None
+            if channels is None:
+                raise TrainingError(f"{config} is missing and the job has no input channel")
+        hyperparameters = None
+        if not self.opt_ml.hyperparameters_file.exists():
+            hyperparameters = {PROGRAM: self.settings.program}
+        return environment.Environment(
+            resource_config=None if resource.exists() else dict(SINGLE_HOST),
+            input_data_config=channels,
+            hyperparameters=hyperparameters,
+        )
+
+    def source(self, training_env: Any) -> Path:
+        """Unpack sagemaker_submit_directory into /opt/ml/code (a no-op for a mounted dir)."""
+        from sagemaker_training import environment, files
+
+        uri = str(training_env.module_dir)
+        if uri.startswith("file://"):
+            uri = uri[len("file://") :]
+        code = Path(environment.code_dir)
+        if not uri.startswith("s3://") and not os.path.exists(uri):
+            raise TrainingError(
+                f"sagemaker_submit_directory {uri!r} does not exist: give the job its source "
+                "(source_dir in the SDK, SOURCE_DIR in make)"
+            )
+        try:
+            files.download_and_extract(uri=uri, path=str(code))
+        except Exception as error:  # boto3, tarfile and OS errors alike: say which source
+            raise TrainingError(
+                f"could not unpack the source from {uri}: {type(error).__name__}: {error}"
+            ) from None
+        return code
+
+    def entry_point(self, training_env: Any, code: Path) -> tuple[str, Any]:
+        """The validated entry point and its toolkit type (python program/package, command)."""
+        from sagemaker_training import _entry_point_type, errors, process
+
+        name = training_env.user_entry_point or ""
+        try:
+            process.validate_entry_point(name)
+        except errors.ClientError as error:
+            raise TrainingError(str(error)) from None
+        if not (code / name).is_file():
+            present = sorted(p.name for p in code.iterdir())[:10] if code.is_dir() else []
+            raise TrainingError(
+                f"entry point {name!r} is not in the source directory ({code} holds: "
+                f"{' '.join(present) or 'nothing'}): set entry_point / ENTRY_POINT to a file "
+                "of source_dir / SOURCE_DIR"
+            )
+        return name, _entry_point_type.get(str(code), name)
+
+    def install(self, code: Path, name: str, kind: Any) -> None:
+        """pip-install the source and its requirements.txt as sagemaker_training.modules
+        does; chmod a command entry point as sagemaker_training.entry_point.install does."""
+        from sagemaker_training import _entry_point_type, modules
+
+        pip = [sys.executable, "-m", "pip", "install"]
+        has_requirements = (code / "requirements.txt").exists()
+        if kind is _entry_point_type.PYTHON_PACKAGE:
+            cmd = [*pip, ".", *(["-r", "requirements.txt"] if has_requirements else [])]
+        elif kind is _entry_point_type.PYTHON_PROGRAM and has_requirements:
+            cmd = [*pip, "-r", "requirements.txt"]
+        else:
+            cmd = []
+        if cmd and self.settings.codeartifact_repository:
+            cmd += ["-i", modules._get_codeartifact_index()]
+        if cmd:
+            log.info("installing: %s", " ".join(cmd[2:]))
+            outcome = self.supervisor.run(cmd, cwd=str(code))
+            self._raise_if_stopped()
+            if outcome.exit_code != 0:
+                raise TrainingError(
+                    failure_reason(
+                        f"{' '.join(cmd[2:])} failed (exit {outcome.exit_code}); fix "
+                        "requirements.txt / setup.py. pip said:",
+                        outcome.tail,
+                    )
+                )
+        if kind is _entry_point_type.COMMAND:
+            os.chmod(code / name, 0o777)  # noqa: S103 - what the toolkit does (511)
+
+    # --- tracking ------------------------------------------------------------------------
+
+    def tracking_env(self, training_env: Any, name: str) -> dict[str, str]:
+        """MLflow settings and run tags for the script (hyperparameters win over env)."""
+        hps = training_env.hyperparameters
+        uri = hyperparameter(hps, "tracking-uri") or self.settings.tracking_uri or ""
+        experiment = hyperparameter(hps, "experiment-name") or self.settings.experiment_name or ""
+        tags = json.dumps(self.run_tags(training_env, name))
+        if not uri:
+            # MLflow 3's default store (sqlite) is not in mlflow-skinny: runs go to a file
+            # store in /opt/ml/output/data instead, which SageMaker keeps in output.tar.gz.
+            uri = (self.opt_ml.output_data_dir / "mlruns").resolve().as_uri()
+            log.info(
+                "no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI): the "
+                "script's runs go to %s",
+                uri,
+            )
+            # MLflow 3.17 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is set (2.x: no-op).
+            out = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ALLOW_FILE_STORE": "true", TAGS_ENV: tags}
+            return {**out, "MLFLOW_EXPERIMENT_NAME": experiment} if experiment else out
+        wait_for_server(uri, self.settings.tracking_wait_timeout)
+        self.tracking = RestTracking(uri, self.settings)
+        out = {"MLFLOW_TRACKING_URI": uri, TAGS_ENV: tags}
+        if experiment:
+            self.tracking.ensure_experiment(experiment)
+            out["MLFLOW_EXPERIMENT_NAME"] = experiment
+        log.info("the script tracks to %s, experiment %r", redact(uri), experiment or "Default")
+        return out
+
+    def run_tags(self, training_env: Any, name: str) -> dict[str, str]:
+        """The job identity on every run the script starts, and the tuning run's nesting."""
+        job = self.settings.job_name or training_env.job_name or ""
+        if not job:
+            job = str(training_env.additional_framework_parameters.get("sagemaker_job_name", ""))
+        region = self.settings.region or ""
+        source = (
+            f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{job}"
+            if job and region
+            else job or "mlstack-training"
+        )
+        tags = {
+            "mlflow.source.type": "JOB",
+            "mlflow.source.name": source,
+            "mlstack.image": self.settings.image,
+            "mlstack.entry_point": name,
+            "sagemaker.instance_type": str(training_env.current_instance_type),
+            "sagemaker.channels": ",".join(sorted(training_env.channel_input_dirs)),
+            JOB_KEY_TAG: self.job_key,
+        }
+        if job:
+            tags["sagemaker.training_job_name"] = job
+        parent = hyperparameter(training_env.hyperparameters, "parent-run-id")
+        if parent:
+            tags["mlflow.parentRunId"] = parent  # MLflow's UI nests the run under it
+        return tags
+
+    # --- the job -------------------------------------------------------------------------
+
+    def _raise_if_stopped(self) -> None:
+        if self.supervisor.stopped_by is not None:
+            raise Terminated(self.supervisor.stopped_by)
+
+    def execute(self) -> Outcome:
+        """Every step up to the script's exit; TrainingError / Terminated on the way."""
+        from sagemaker_training import entry_point, environment, logging_config, runner
+
+        self.settings = read_settings(self.env)
+        training_env = self.training_environment()
+        logging_config.configure_logger(training_env.log_level)
+        code = self.source(training_env)
+        name, kind = self.entry_point(training_env, code)
+        tracking = self.tracking_env(training_env, name)
+        self.install(code, name, kind)
+        env_vars = training_env.to_env_vars()
+        if str(code) not in sys.path:  # as entry_point.install: the code dir leads PYTHONPATH
+            sys.path.insert(0, str(code))
+        # Written for the script (the child inherits os.environ), not read: the toolkit's SM_*
+        # and PYTHONPATH (SageMaker's script-mode contract), then the job's MLflow settings.
+        environment.write_env_vars(env_vars)
+        os.environ.update(tracking)
+        cmd = runner.get(
+            runner.ProcessRunnerType, name, training_env.to_cmd_args(), env_vars, None
+        )._create_command()
+        if len(training_env.hosts) > 1:  # distributed: wait for the other hosts' DNS names,
+            entry_point._wait_hostname_resolution()  # as entry_point.run does
+        logging_config.log_script_invocation(cmd, env_vars)
+        outcome = self.supervisor.run(cmd, cwd=str(code))
+        self._raise_if_stopped()
+        return outcome
+
+    def fail(self, status: str, reason: str) -> None:
+        """Record the failure where SageMaker looks (unless the script did), end open runs."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        log.error("training failed: %s", reason)
+        if self.opt_ml.failure_file.exists():
+            log.info("%s exists (written by the script): kept", self.opt_ml.failure_file)
+        else:
+            self.opt_ml.write_failure(reason)
+        if self.tracking is not None:
+            try:
+                self.tracking.end_open_runs(self.job_key, status, reason)
+            except Exception as error:  # best effort: the job is failing already
+                log.warning("could not end the job's MLflow runs: %s", error)
+
+    def run(self) -> int:
+        """Run the job; return the container's exit code (0 on success)."""
+        with self.supervisor.signals():
+            try:
+                outcome = self.execute()
+            except Terminated as stop:
+                name = signal.Signals(stop.args[0]).name
+                self.fail("KILLED", f"stopped by {name} before the training script finished")
+                return 128 + stop.args[0]
+            except TrainingError as error:
+                self.fail("FAILED", str(error))
+                return EXIT_FAILED
+            except Exception as error:
+                log.exception("unexpected error")
+                self.fail("FAILED", f"unexpected error: {type(error).__name__}: {error}")
+                return EXIT_FAILED
+            if outcome.exit_code != 0:
+                self.fail(
+                    "FAILED",
+                    failure_reason(
+                        f"the training script exited with code {outcome.exit_code}:",
+                        outcome.tail,
+                    ),
+                )
+                return outcome.exit_code
+        from sagemaker_training import files
+
+        files.write_success_file()
+        log.info("training job succeeded")
+        return 0
+
+
+def run_script_job(opt_ml: OptML, env: Mapping[str, str] | None = None) -> int:
+    """Entry of script mode: run the job named by sagemaker_program (settings from os.environ,
+    or env)."""
+    return ScriptJob(opt_ml, env).run()

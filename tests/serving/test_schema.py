@@ -1,0 +1,122 @@
+"""Checking tables against a signature's named columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+from mlstack.serving.errors import BadRequest
+from mlstack.serving.payloads import Table
+from mlstack.serving.schema import ColumnSpec, TableSchema
+
+SCHEMA = TableSchema(
+    [
+        ColumnSpec("x", "double"),
+        ColumnSpec("n", "long"),
+        ColumnSpec("flag", "boolean"),
+        ColumnSpec("name", "string"),
+        ColumnSpec("extra", "double", required=False),
+    ]
+)
+
+
+def test_from_mlflow_schema() -> None:
+    schema = TableSchema.from_mlflow(
+        Schema([ColSpec("double", "x"), ColSpec("long", "n", required=False)])
+    )
+    assert schema is not None
+    assert schema.columns == [ColumnSpec("x", "double"), ColumnSpec("n", "long", False)]
+    assert schema.all_numeric and schema.has_int
+    assert TableSchema.from_mlflow(Schema([TensorSpec(np.dtype("float64"), (-1, 2))])) is None
+    assert TableSchema.from_mlflow(Schema([ColSpec("double")])) is None
+    assert TableSchema.from_mlflow(None) is None
+
+
+def test_positional_rows_take_the_signature_order() -> None:
+    table = SCHEMA.align(Table(None, [[1.0, 2, True, "a", 0.5]]))
+    assert table.columns == ["x", "n", "flag", "name", "extra"]
+
+
+def test_positional_rows_of_the_wrong_width() -> None:
+    with pytest.raises(BadRequest, match=r"rows have 2 values but the model expects 5 columns"):
+        SCHEMA.align(Table(None, [[1.0, 2]]))
+
+
+def test_missing_columns() -> None:
+    with pytest.raises(
+        BadRequest, match=r"missing columns: flag, name; the model expects: x \(double\)"
+    ):
+        SCHEMA.align(Table(["x", "n"], [[1.0, 2]]))
+
+
+def test_optional_columns_may_be_left_out() -> None:
+    table = Table(["name", "flag", "n", "x"], [["a", True, 2, 1.0]])
+    assert SCHEMA.align(table) is table
+
+
+def test_unknown_columns() -> None:
+    with pytest.raises(BadRequest, match="unknown columns: bogus; the model expects"):
+        SCHEMA.align(Table(["x", "n", "flag", "name", "bogus"], [[1.0, 2, True, "a", 3]]))
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["1.0", 2, True, "a"], r"column 'x' expects double values; row 0 has string '1.0'"),
+        ([True, 2, True, "a"], r"column 'x' expects double values; row 0 has boolean True"),
+        ([1.0, 2.5, True, "a"], r"column 'n' expects long values; row 0 has number 2.5"),
+        ([1.0, None, True, "a"], r"column 'n' expects long values; row 0 has null None"),
+        ([1.0, 2, 1, "a"], r"column 'flag' expects boolean values; row 0 has integer 1"),
+        ([1.0, 2, True, 5], r"column 'name' expects string values; row 0 has integer 5"),
+        ([[1.0], 2, True, "a"], r"column 'x' expects double values; row 0 has array \[1.0\]"),
+    ],
+)
+def test_wrong_types(row, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        SCHEMA.check_types(Table(["x", "n", "flag", "name"], [row]))
+
+
+def test_good_types_and_nulls_where_allowed() -> None:
+    SCHEMA.check_types(
+        Table(["x", "n", "flag", "name"], [[1, 2, False, None], [None, -3, True, "b"]])
+    )
+
+
+def test_int32_range() -> None:
+    schema = TableSchema([ColumnSpec("i", "integer")])
+    schema.check_types(Table(["i"], [[2**31 - 1]]))
+    with pytest.raises(BadRequest, match="32-bit"):
+        schema.check_types(Table(["i"], [[2**31]]))
+
+
+def test_csv_text_conversion() -> None:
+    table = SCHEMA.convert_text(
+        Table(["x", "n", "flag", "name"], [["0.1", "7", "true", "a b"], ["", "-1", "0", ""]])
+    )
+    assert table.rows == [[0.1, 7, True, "a b"], [None, -1, False, ""]]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["abc", "1", "true", "a"], r"column 'x' expects double values; row 0 has 'abc'"),
+        (["1", "1.5", "true", "a"], r"column 'n' expects long values; row 0 has '1.5'"),
+        (["1", "1", "maybe", "a"], r"column 'flag' expects boolean values; row 0 has 'maybe'"),
+    ],
+)
+def test_csv_wrong_types(row, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        SCHEMA.convert_text(Table(["x", "n", "flag", "name"], [row]))
+
+
+def test_matrix_follows_the_requested_order() -> None:
+    schema = TableSchema([ColumnSpec("a", "double"), ColumnSpec("b", "double")])
+    matrix = schema.matrix(Table(["b", "a"], [[2.0, 1.0], [4.0, 3.0]]), ["a", "b"])
+    assert matrix.dtype == np.float64
+    assert matrix.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_dataframe_takes_the_signature_order() -> None:
+    frame = SCHEMA.dataframe(Table(["name", "x", "flag", "n"], [["a", 1.0, True, 2]]))
+    assert list(frame.columns) == ["x", "n", "flag", "name"]
