@@ -16,7 +16,8 @@ import boto3
 import pytest
 import requests
 
-from mlstack.cli.settings import ALL_SETTINGS, env_names
+from mlstack.cli.settings import ALL_SETTINGS
+from mlstack.core.settings import variables
 from support.ports import free_port
 from support.waiting import wait_until
 
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 REGISTRY_BINARY = "docker-registry"
 # What `mlstack aws` reads besides AWS_* and MLFLOW_*: never inherited from the caller's shell.
-SCRIPT_SETTINGS = {"PYTHONPATH"} | set().union(*(env_names(cls) for cls in ALL_SETTINGS))
+SCRIPT_SETTINGS = {"PYTHONPATH"} | set().union(*(variables(cls) for cls in ALL_SETTINGS))
 
 
 @dataclass

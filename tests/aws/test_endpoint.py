@@ -149,7 +149,7 @@ def test_deploy_needs_its_settings(moto, run_aws):
     result = run_aws("deploy-endpoint", moto.env(MODEL_NAME=MODEL))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "mlstack-aws: error: MLFLOW_TRACKING_URI is not set (see the README's configuration table)"
+        "mlstack-aws: error: MLFLOW_TRACKING_URI is not set (see docs/configuration.md)"
     )
 
 

@@ -14,16 +14,16 @@ from mlstack.cli.settings import (
     AwsSettings,
     LocalSettings,
     SettingsError,
-    env_names,
     load,
 )
+from mlstack.core.settings import variables
 from support.images import ROOT
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting inherited from the shell that runs the tests."""
-    for name in set().union(*(env_names(cls) for cls in ALL_SETTINGS)):
+    for name in set().union(*(variables(cls) for cls in ALL_SETTINGS)):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -60,7 +60,9 @@ def test_environment_then_env_file_then_default_and_options_win(tmp_path: Path, 
 
 
 def test_a_missing_required_setting_names_the_variable():
-    with pytest.raises(SettingsError, match=r"^SAGEMAKER_ROLE_ARN is not set \(see the README"):
+    with pytest.raises(
+        SettingsError, match=r"^SAGEMAKER_ROLE_ARN is not set \(see docs/configuration.md\)"
+    ):
         load(AwsSettings, None).require("sagemaker_role_arn")
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
+from mlstack.core.errors import StartupError
 from mlstack.serving.app import InferenceApp
 from mlstack.serving.config import MEBIBYTE, Settings
-from mlstack.serving.errors import StartupError
 from mlstack.serving.lifecycle import Readiness, Watchdog
 
 from .models import Diabetes

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mlstack.core.errors import StartupError
 from mlstack.serving import entrypoint
 from mlstack.serving.config import Limits, Settings, default_workers, load_settings
-from mlstack.serving.errors import StartupError
 
 
 def test_defaults_follow_sagemaker() -> None:

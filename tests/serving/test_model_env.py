@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mlstack.core.errors import StartupError
 from mlstack.serving import model_env
 from mlstack.serving.config import load_settings
-from mlstack.serving.errors import StartupError
 
 IMAGE_REQUIREMENTS = Path(__file__).parents[2] / "images" / "inference" / "requirements.txt"
 OLD_REQUIREMENTS = "mlflow==2.12.1\ncloudpickle==3.1.3\npandas==2.3.3\nscikit-learn==1.5.2\n"

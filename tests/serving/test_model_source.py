@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mlstack.core.errors import StartupError
 from mlstack.serving.config import Settings
-from mlstack.serving.errors import StartupError
 from mlstack.serving.model_source import resolve_model_dir
 from support.ports import free_port
 

@@ -1,4 +1,5 @@
-"""One way to wait in the tests: poll a check until it holds, within a bound (tenacity)."""
+"""Waiting in the tests: the product's one wait (mlstack.core.waiting.poll), with the
+tests' truthiness and a TimeoutError that says what never held."""
 
 from __future__ import annotations
 
@@ -7,15 +8,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_delay,
-    stop_any,
-    wait_fixed,
-)
+
+from mlstack.core.waiting import TimedOut, poll
 
 T = TypeVar("T")
 
@@ -36,25 +30,14 @@ def wait_until(
     as `give_up()` is true (the container exited: no point waiting), raise TimeoutError with
     `message`, called then when it is a callable so it can show the latest logs.
     """
-    stops = [stop_after_delay(timeout)]
-    if give_up is not None:
-        stops.append(lambda _state: give_up())
-
-    def fail(state: RetryCallState) -> T:
+    try:
+        return poll(lambda: check() or None, timeout, every, ignoring, give_up)
+    except TimedOut as stopped:
         text = message() if callable(message) else message
-        waited = f"{text} (waited {state.seconds_since_start:.1f} s of {timeout:g} s)"
-        if state.outcome is not None and state.outcome.failed:
-            error = state.outcome.exception()
-            raise TimeoutError(f"{waited}; last error: {error!r}") from error
-        raise TimeoutError(waited)
-
-    retrying = Retrying(
-        stop=stop_any(*stops),
-        wait=wait_fixed(every),
-        retry=retry_if_result(lambda result: not result) | retry_if_exception_type(ignoring),
-        retry_error_callback=fail,
-    )
-    return retrying(check)
+        waited = f"{text} (waited {stopped.waited:.1f} s of {timeout:g} s)"
+        if stopped.last_error is not None:
+            raise TimeoutError(f"{waited}; last error: {stopped.last_error!r}") from stopped
+        raise TimeoutError(waited) from None
 
 
 def seconds_until(check: Callable[[], object], **bounds: Any) -> float:

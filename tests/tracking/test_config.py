@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy.engine import make_url
 
+from mlstack.core.errors import StartupError
 from mlstack.tracking.config import StoreSettings, load_settings
-from mlstack.tracking.errors import StartupError
 
 BASE = {
     "DB_HOST": "mysql",

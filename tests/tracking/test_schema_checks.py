@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from mlstack.tracking.errors import StartupError
+from mlstack.core.errors import StartupError
 from mlstack.tracking.schema import Schema, _migrations_create_triggers, check_consistent, log_plan
 from mlstack.tracking.schema_history import TableHistory
 

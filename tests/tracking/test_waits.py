@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from mlstack.core.errors import StartupError
 from mlstack.tracking import artifacts, database
-from mlstack.tracking.errors import StartupError
 from support.ports import free_port
 
 

@@ -10,7 +10,8 @@ from typing import Any, NoReturn
 
 import click
 
-from mlstack.cli.settings import Settings, env_name
+from mlstack.cli.settings import Settings
+from mlstack.core.settings import variable
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def setting_option(
         *(decls or (f"--{field.replace('_', '-')}",)),
         field,
         default=None,
-        help=f"{help_text} [env {env_name(cls, field)}{default}]",
+        help=f"{help_text} [env {variable(cls, field)}{default}]",
         **kwargs,
     )
 

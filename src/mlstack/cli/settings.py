@@ -1,7 +1,8 @@
-"""Settings: the ONLY place in scripts/ that reads the environment (and `.env`).
+"""Settings of the `mlstack` command: the only place in the CLI that reads the environment
+(and `.env`).
 
-One pydantic-settings class per component, each field named after its environment
-variable (upper-cased), every one of them in the README's configuration table:
+One class per component, on the shared base (mlstack.core.settings), each field named after
+its environment variable (upper-cased), every one of them in the configuration table:
 
 - `LocalSettings`: the local stack and its loop (`mlstack local ...`), read from the
   environment, then the stack's `.env`;
@@ -9,8 +10,8 @@ variable (upper-cased), every one of them in the README's configuration table:
 - `ModelImageSettings`: `mlstack build-model-image`.
 
 Empty values count as unset (the default applies), values are stripped, and a bad value
-becomes ONE line naming the variable (`SettingsError`), as the scripts always said it.
-Command-line options override settings: the CLI passes them as keyword arguments.
+becomes one line naming the variable (`SettingsError`). Command-line options override
+settings: the CLI passes them as keyword arguments.
 """
 
 from __future__ import annotations
@@ -18,41 +19,42 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
 
 from mlstack import ROOT
 from mlstack.cli.tuning import DEFAULT_MAX_JOBS, DEFAULT_MAX_PARALLEL_JOBS
+from mlstack.core.errors import MlstackError
+from mlstack.core.settings import Settings as CoreSettings
+from mlstack.core.settings import load as load_settings
 
 DEFAULT_ENV_FILE = ".env"
 WholeNumber = Annotated[int, Field(ge=1)]
 
 
-class SettingsError(Exception):
+class SettingsError(MlstackError):
     """A setting is missing or wrong; the message names it and says how to fix it."""
 
 
-class Settings(BaseSettings):
-    """What every component's settings share: sources, empty = unset, one-line errors."""
+class Settings(CoreSettings):
+    """What the command's settings share: read from the environment, then the stack's .env;
+    a field is read from its own name, upper-cased (EXPERIMENT_NAME for experiment_name)."""
 
     model_config = SettingsConfigDict(
         env_file=DEFAULT_ENV_FILE,
         env_file_encoding="utf-8",
-        env_ignore_empty=True,
-        extra="ignore",
-        str_strip_whitespace=True,
-        populate_by_name=True,
+        case_sensitive=False,
+        frozen=False,
     )
-    REQUIRED_HINT: ClassVar[str] = "see the README's configuration table"
 
-    def require(self, field: str) -> str:
+    def require(self, field: str) -> Any:
         """A setting that this command cannot do without; one line naming it when unset."""
-        value = getattr(self, field)
-        if value in ("", None):
-            raise SettingsError(f"{env_name(type(self), field)} is not set ({self.REQUIRED_HINT})")
-        return value
+        try:
+            return super().require(field)
+        except MlstackError as error:
+            raise SettingsError(str(error)) from None
 
 
 S = TypeVar("S", bound=Settings)
@@ -62,48 +64,7 @@ def load(cls: type[S], env_file: str | Path | None = DEFAULT_ENV_FILE, **overrid
     """The settings from the environment, then env_file; overrides (CLI options) win.
 
     None overrides are dropped, so an option not given falls back to the settings."""
-    given = {name: value for name, value in overrides.items() if value is not None}
-    try:
-        return cls(_env_file=env_file, **given)
-    except ValidationError as error:
-        raise SettingsError(one_line(cls, error)) from None
-
-
-def env_name(cls: type[Settings], field: str) -> str:
-    """The environment variable a field is read from (its first alias, else its name)."""
-    info = cls.model_fields[field]
-    alias = info.validation_alias
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    return str(alias or field).upper()
-
-
-def env_names(cls: type[Settings]) -> set[str]:
-    """Every environment variable the class reads (aliases included)."""
-    names = set()
-    for field, info in cls.model_fields.items():
-        alias = info.validation_alias
-        choices = alias.choices if isinstance(alias, AliasChoices) else [alias or field]
-        names.update(str(choice).upper() for choice in choices)
-    return names
-
-
-def one_line(cls: type[Settings], error: ValidationError) -> str:
-    """pydantic's first error as the scripts' one line: the variable, what it must be, the value."""
-    first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
-    name = env_name(cls, field) if field in cls.model_fields else field.upper()
-    value = first.get("input")
-    kind = first["type"]
-    if kind == "int_parsing":
-        return f"{name} must be a whole number, got {value!r}"
-    if kind == "bool_parsing":
-        return f"{name} must be true or false, got {value!r}"
-    if kind == "greater_than_equal":
-        return f"{name} must be at least {first['ctx']['ge']}, got {value}"
-    if kind == "missing":
-        return f"{name} is not set ({cls.REQUIRED_HINT})"
-    return f"{name}: {first['msg']}, got {value!r}"
+    return load_settings(cls, error=SettingsError, init={"_env_file": env_file}, **overrides)
 
 
 class LoopSettings(Settings):
@@ -248,7 +209,7 @@ ALL_SETTINGS: tuple[type[Settings], ...] = (LocalSettings, AwsSettings, ModelIma
 
 def export_for_libraries(values: Mapping[str, str]) -> None:
     """Write variables that a library in this process reads (the SageMaker SDK's, MLflow's):
-    the one place scripts/ writes its own environment."""
+    the one place the CLI writes its own environment."""
     for name, value in values.items():
         os.environ[name] = value
 

@@ -1,4 +1,10 @@
-"""The one way scripts/ waits: poll a check until it says done, within a bound (tenacity)."""
+"""The one way mlstack waits, on tenacity, always within a bound (unless told it has none).
+
+- `poll(check, ...)`: call a check until it returns something other than None.
+- `attempts(timeout, *errors)`: retry a block, an attempt a second, while it raises one of
+  `errors`; the last error is raised as it was once the time is up.
+- `until_ok(url, ...)`: wait until a server's /ping or /health answers 200.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tenacity import (
-    RetryError,
+    RetryCallState,
     Retrying,
+    retry_if_exception_type,
     retry_if_result,
     stop_after_delay,
+    stop_any,
     stop_never,
     wait_fixed,
 )
@@ -19,7 +27,12 @@ T = TypeVar("T")
 
 
 class TimedOut(Exception):
-    """The check did not succeed within the bound."""
+    """The check did not succeed within the bound; `last_error` is the last ignored error."""
+
+    def __init__(self, message: str, waited: float, last_error: BaseException | None) -> None:
+        super().__init__(message)
+        self.waited = waited
+        self.last_error = last_error
 
 
 def poll(
@@ -27,26 +40,44 @@ def poll(
     timeout: float | None,
     interval: float,
     ignore: tuple[type[BaseException], ...] = (),
+    give_up: Callable[[], bool] | None = None,
 ) -> T:
-    """Call check every `interval` seconds until it returns something other than None
-    (exceptions in `ignore` count as not yet); return that, or raise TimedOut after
-    `timeout` seconds (None: no bound, for jobs that end by themselves). Any other
-    exception from check ends the wait at once, as it is."""
+    """Call check every `interval` seconds until it returns something other than None; return
+    that. Exceptions in `ignore` count as not yet; any other ends the wait at once, as it is.
+    TimedOut after `timeout` seconds (None: no bound, for what ends by itself), or as soon as
+    `give_up()` is true (what should answer has died: no point waiting)."""
+    stops = [stop_after_delay(timeout) if timeout is not None else stop_never]
+    if give_up is not None:
+        stops.append(lambda _state: give_up())
 
-    def attempt() -> T | None:
-        try:
-            return check()
-        except ignore:
-            return None
+    def timed_out(state: RetryCallState) -> T:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        bound = "no bound" if timeout is None else f"{timeout:g} s"
+        raise TimedOut(
+            f"not done within {bound}", state.seconds_since_start or 0.0, error
+        ) from error
 
-    stop = stop_after_delay(timeout) if timeout is not None else stop_never
     retrying = Retrying(
-        stop=stop, wait=wait_fixed(interval), retry=retry_if_result(lambda result: result is None)
+        stop=stop_any(*stops),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda result: result is None) | retry_if_exception_type(ignore),
+        retry_error_callback=timed_out,
     )
-    try:
-        return retrying(attempt)
-    except RetryError:
-        raise TimedOut(f"not done within {timeout:.0f} s") from None
+    return retrying(check)
+
+
+def attempts(timeout: float, *retried: type[BaseException], interval: float = 1.0) -> Retrying:
+    """Attempts every `interval` seconds, for as long as they raise one of `retried` and
+    `timeout` seconds have not passed; then the last error is raised as it was (anything else
+    is raised at once). Use as `for attempt in attempts(...): with attempt:`, each attempt
+    bounding its own wait by what is left of the timeout."""
+    return Retrying(
+        retry=retry_if_exception_type(retried),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        reraise=True,
+    )
 
 
 def until_ok(

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlstack.core.errors import StartupError
 from mlstack.serving import payloads
 from mlstack.serving.config import Settings, load_settings
 from mlstack.serving.errors import (
@@ -40,7 +41,6 @@ from mlstack.serving.errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
-    StartupError,
 )
 from mlstack.serving.lifecycle import Readiness, Watchdog, fatal, shared_readiness
 from mlstack.serving.predictor import Predictor

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
 
-from mlstack.serving.errors import StartupError
+from mlstack.core.errors import StartupError
+from mlstack.core.settings import Settings as BaseSettings
+from mlstack.core.settings import env, load
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 POLICIES = ("strict", "warn", "model")  # INFERENCE_ENV_POLICY (model_env)
@@ -25,12 +26,6 @@ MEBIBYTE = 1024 * 1024
 # SageMaker gives an invocation 60 s in all; reading its body cannot take longer.
 INVOCATION_LIMIT_SECONDS = 60
 MAX_PORT = 65535
-# pydantic's error types in the words this image has always used (one line per variable).
-WORDING = {
-    "int_parsing": "must be a whole number, got {input!r}",
-    "bool_parsing": "must be true or false, got {input!r}",
-    "greater_than_equal": "must be at least {ge}, got {input}",
-}
 
 
 def default_workers() -> int:
@@ -39,11 +34,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _env(name: str, default: Any = None, minimum: int | None = None, **more: Any) -> Any:
-    """A field read from the variable `name` (its exact spelling, as the README lists it)."""
-    return Field(default, validation_alias=name, ge=minimum, **more)
 
 
 @dataclass(frozen=True)
@@ -59,44 +49,31 @@ class Limits:
 class Settings(BaseSettings):
     """Everything the entrypoint, gunicorn, the workers and model_env read from the env."""
 
-    # Variables are matched by their exact names. populate_by_name lets code and tests build
-    # Settings(workers=2); it also matches the lower-case field names, which no one sets.
-    model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", frozen=True, populate_by_name=True
-    )
-
-    port: int = _env("SAGEMAKER_BIND_TO_PORT", 8080, 1)
+    port: int = env("SAGEMAKER_BIND_TO_PORT", 8080, 1)
     workers: Annotated[int, Field(ge=1)] = Field(
         default_factory=default_workers, validation_alias="SAGEMAKER_MODEL_SERVER_WORKERS"
     )
-    timeout: int = _env("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1)
+    timeout: int = env("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1)
     # 0 turns the limit off, as MaxPayloadInMB=0 does for chunked batch transforms.
-    max_payload_mb: int = _env("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 0)
-    batch: bool = _env("SAGEMAKER_BATCH", False)
-    model_uri: str | None = _env("MODEL_URI")
+    max_payload_mb: int = env("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 0)
+    batch: bool = env("SAGEMAKER_BATCH", False)
+    model_uri: str | None = env("MODEL_URI")
     # The server that resolves models:/ and runs:/ URIs (MLflow's client reads it too).
-    tracking_uri: str | None = _env("MLFLOW_TRACKING_URI")
-    fast_path: bool = _env("INFERENCE_FAST_PATH", True)
-    log_level: str = _env("LOG_LEVEL", "info")
-    body_timeout: int = _env("INFERENCE_BODY_TIMEOUT", 30, 1)
-    max_rows: int = _env("INFERENCE_MAX_ROWS", Limits.max_rows, 1)
-    max_columns: int = _env("INFERENCE_MAX_COLUMNS", Limits.max_columns, 1)
-    max_values: int = _env("INFERENCE_MAX_VALUES", Limits.max_values, 1)
-    max_depth: int = _env("INFERENCE_MAX_DEPTH", Limits.max_depth, 4)
-    env_policy: str = _env("INFERENCE_ENV_POLICY", "strict")
-    env_cache: str | None = _env("INFERENCE_ENV_CACHE")
+    tracking_uri: str | None = env("MLFLOW_TRACKING_URI")
+    fast_path: bool = env("INFERENCE_FAST_PATH", True)
+    log_level: str = env("LOG_LEVEL", "info")
+    body_timeout: int = env("INFERENCE_BODY_TIMEOUT", 30, 1)
+    max_rows: int = env("INFERENCE_MAX_ROWS", Limits.max_rows, 1)
+    max_columns: int = env("INFERENCE_MAX_COLUMNS", Limits.max_columns, 1)
+    max_values: int = env("INFERENCE_MAX_VALUES", Limits.max_values, 1)
+    max_depth: int = env("INFERENCE_MAX_DEPTH", Limits.max_depth, 4)
+    env_policy: str = env("INFERENCE_ENV_POLICY", "strict")
+    env_cache: str | None = env("INFERENCE_ENV_CACHE")
     # Set in model images: the venv built into them.
-    model_venv: str | None = _env("INFERENCE_MODEL_VENV")
+    model_venv: str | None = env("INFERENCE_MODEL_VENV")
     # The entrypoint's hand-overs to the workers and to itself after re-exec (model_env).
-    model_report: str = _env("MLSTACK_MODEL_ENVIRONMENT", "{}")
-    model_venv_active: str | None = _env("MLSTACK_MODEL_VENV_ACTIVE")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_is_unset(cls, values: Any) -> Any:
-        """Values are read stripped; an empty one means the default, as it always has."""
-        stripped = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
-        return {k: v for k, v in stripped.items() if v != ""}
+    model_report: str = env("MLSTACK_MODEL_ENVIRONMENT", "{}")
+    model_venv_active: str | None = env("MLSTACK_MODEL_VENV_ACTIVE")
 
     @field_validator("port")
     @classmethod
@@ -135,11 +112,7 @@ class Settings(BaseSettings):
         return self.max_payload_mb * MEBIBYTE if self.max_payload_mb else None
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and check every setting (os.environ, or env); StartupError names the first bad one."""
-    try:
-        return Settings() if env is None else Settings.model_validate(dict(env))
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        text = WORDING.get(first["type"], "{msg}").format(**first, **first.get("ctx", {}))
-        raise StartupError(f"{first['loc'][0]} {text.removeprefix('Value error, ')}") from None
+def load_settings(given: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting (os.environ, or only `given`); StartupError names the
+    first bad one."""
+    return load(Settings, given, error=StartupError)

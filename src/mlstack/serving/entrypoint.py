@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from mlstack.core.errors import StartupError
 from mlstack.serving import model_env
 from mlstack.serving.config import Settings, load_settings
-from mlstack.serving.errors import StartupError
 from mlstack.serving.model_source import (
     MLMODEL,
     SAGEMAKER_MODEL_DIR,

@@ -1,10 +1,8 @@
-"""Errors: a start-up error is the one line the user sees; request errors carry a status."""
+"""Request errors: each carries the HTTP status and the JSON message a client gets.
+
+(A problem that stops the server from starting is mlstack.core.errors.StartupError.)"""
 
 from __future__ import annotations
-
-
-class StartupError(Exception):
-    """A configuration or model problem that stops the server from starting."""
 
 
 class RequestError(Exception):

@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tenacity import Retrying, retry_if_result, wait_fixed
-
+from mlstack.core.waiting import poll
 from mlstack.serving.config import Settings
 
 log = logging.getLogger("mlstack.serving")
@@ -77,11 +76,11 @@ class Watchdog:
 
     def start(self, interval: float = 1.0) -> threading.Thread:
         """Check in a daemon thread every `interval` seconds, until a check expires one."""
-        every = Retrying(
-            retry=retry_if_result(lambda expired: not expired), wait=wait_fixed(interval)
-        )
         thread = threading.Thread(
-            target=every, args=(self.check,), name="invocation-watchdog", daemon=True
+            target=poll,
+            args=(lambda: True if self.check() else None, None, interval),
+            name="invocation-watchdog",
+            daemon=True,
         )
         thread.start()
         return thread

@@ -32,8 +32,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from mlstack.core.errors import StartupError
 from mlstack.serving.config import Settings
-from mlstack.serving.errors import StartupError
 
 log = logging.getLogger("mlstack.serving")
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlstack.core.errors import StartupError
 from mlstack.serving.config import Settings
-from mlstack.serving.errors import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from mlstack.tracking.errors import StartupError
-from mlstack.tracking.waits import every_second_for
+from mlstack.core.errors import StartupError
+from mlstack.core.waiting import attempts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def check_bucket(destination: str, endpoint_url: str | None, timeout: float) -> 
         config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
     )
     try:
-        for attempt in every_second_for(timeout, ClientError, BotoCoreError):
+        for attempt in attempts(timeout, ClientError, BotoCoreError):
             with attempt:
                 _head_bucket(client, bucket, where)
     except (ClientError, BotoCoreError) as error:

@@ -14,8 +14,8 @@ import os
 import sys
 import tempfile
 
+from mlstack.core.errors import StartupError
 from mlstack.tracking.config import AuthSettings, load_settings
-from mlstack.tracking.errors import StartupError
 
 
 def write_auth_config(auth: AuthSettings) -> str:

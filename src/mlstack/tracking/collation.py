@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 import pymysql
 from sqlalchemy.engine import make_url
 
+from mlstack.core.errors import StartupError
 from mlstack.tracking.config import Settings, StoreSettings, load_settings
 from mlstack.tracking.database import SCHEMA_LOCK
 from mlstack.tracking.database import connect as open_session
-from mlstack.tracking.errors import StartupError
 
 log = logging.getLogger(__name__)
 

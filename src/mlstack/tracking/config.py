@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from mlstack.tracking.errors import StartupError
+from mlstack.core.errors import StartupError
+from mlstack.core.settings import Settings as BaseSettings
+from mlstack.core.settings import env, load
 
 MIN_ADMIN_PASSWORD_LENGTH = 12  # mlflow >= 3.16.1 refuses shorter bootstrap passwords
 LOOPBACK = "127.0.0.1,::1"
@@ -22,12 +24,6 @@ DEFAULT_KEEPALIVE_S = 130
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 PERMISSIONS = {"READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"}
 NEEDS_DB_PARTS = "set it or MLFLOW_BACKEND_STORE_URI"
-# pydantic's error types in the words this image has always used (one line per variable).
-WORDING = {
-    "int_parsing": "must be a whole number, got {input!r}",
-    "bool_parsing": "must be true or false, got {input!r}",
-    "greater_than_equal": "must be at least {ge}, got {input}",
-}
 
 
 @dataclass(frozen=True)
@@ -52,11 +48,6 @@ class AuthSettings:
     default_permission: str
 
 
-def _env(name: str, default: Any = None, minimum: int | None = None) -> Any:
-    """A field read from the variable `name` (its exact spelling, as the README lists it)."""
-    return Field(default, validation_alias=name, ge=minimum)
-
-
 def _require(value: str | SecretStr | None, name: str, hint: str) -> str:
     text = value.get_secret_value() if isinstance(value, SecretStr) else value
     if not text:
@@ -70,24 +61,14 @@ S = TypeVar("S", bound="StoreSettings")
 class StoreSettings(BaseSettings):
     """Where the server's databases are: all that `python -m mlstack.tracking.collation` needs."""
 
-    # Variables are matched by their exact names; unrelated ones are ignored.
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
-
-    store_uri: SecretStr | None = _env("MLFLOW_BACKEND_STORE_URI")  # may hold a password
-    db_host: str | None = _env("DB_HOST")
-    db_port: int = _env("DB_PORT", 3306, 1)
-    db_name: str = _env("DB_NAME", "mlflow")
-    db_user: str | None = _env("DB_USER")
-    db_password: SecretStr | None = _env("DB_PASSWORD")
-    auth_enabled: bool = _env("MLFLOW_AUTH_ENABLED", False)
-    auth_db_name: str = _env("MLFLOW_AUTH_DB_NAME", "mlflow_auth")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_is_unset(cls, values: Any) -> Any:
-        """Values are read stripped; an empty one means the default, as it always has."""
-        stripped = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
-        return {k: v for k, v in stripped.items() if v != ""}
+    store_uri: SecretStr | None = env("MLFLOW_BACKEND_STORE_URI")  # may hold a password
+    db_host: str | None = env("DB_HOST")
+    db_port: int = env("DB_PORT", 3306, 1)
+    db_name: str = env("DB_NAME", "mlflow")
+    db_user: str | None = env("DB_USER")
+    db_password: SecretStr | None = env("DB_PASSWORD")
+    auth_enabled: bool = env("MLFLOW_AUTH_ENABLED", False)
+    auth_db_name: str = env("MLFLOW_AUTH_DB_NAME", "mlflow_auth")
 
     def backend_url(self) -> URL:
         """The backend store as a SQLAlchemy URL: MLFLOW_BACKEND_STORE_URI, else DB_*."""
@@ -129,28 +110,28 @@ class StoreSettings(BaseSettings):
 class Settings(StoreSettings):
     """Everything the start-up and the server need; checked as a whole when read."""
 
-    db_wait_timeout: int = _env("DB_WAIT_TIMEOUT", 60, 1)
-    artifacts_destination: str | None = _env("ARTIFACTS_DESTINATION")
-    s3_endpoint_url: str | None = _env("MLFLOW_S3_ENDPOINT_URL")
-    workers: int = _env("MLFLOW_WORKERS", 4, 1)
-    port: int = _env("PORT", 5000, 1)
-    log_level: str = _env("LOG_LEVEL", "info")
-    presigned_artifact_urls: bool = _env("MLFLOW_PRESIGNED_ARTIFACT_URLS", False)
-    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = _env("ALLOWED_HOSTS", ())
+    db_wait_timeout: int = env("DB_WAIT_TIMEOUT", 60, 1)
+    artifacts_destination: str | None = env("ARTIFACTS_DESTINATION")
+    s3_endpoint_url: str | None = env("MLFLOW_S3_ENDPOINT_URL")
+    workers: int = env("MLFLOW_WORKERS", 4, 1)
+    port: int = env("PORT", 5000, 1)
+    log_level: str = env("LOG_LEVEL", "info")
+    presigned_artifact_urls: bool = env("MLFLOW_PRESIGNED_ARTIFACT_URLS", False)
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = env("ALLOWED_HOSTS", ())
     # MLflow's own Host-header list; when set, it replaces ours (entrypoint).
-    mlflow_allowed_hosts: str | None = _env("MLFLOW_SERVER_ALLOWED_HOSTS")
-    auth_admin_username: str = _env("MLFLOW_AUTH_ADMIN_USERNAME", "admin")
-    auth_admin_password: SecretStr | None = _env("MLFLOW_AUTH_ADMIN_PASSWORD")
-    auth_secret_key: SecretStr | None = _env("MLFLOW_FLASK_SERVER_SECRET_KEY")
-    auth_default_permission: str = _env("MLFLOW_AUTH_DEFAULT_PERMISSION", "READ")
-    db_connect_timeout: int = _env("DB_CONNECT_TIMEOUT", Bounds.db_connect_timeout, 1)
-    db_read_timeout: int = _env("DB_READ_TIMEOUT", Bounds.db_read_timeout, 1)
-    s3_connect_timeout: int = _env("S3_CONNECT_TIMEOUT", Bounds.s3_connect_timeout, 1)
-    s3_read_timeout: int = _env("S3_READ_TIMEOUT", Bounds.s3_read_timeout, 1)
-    s3_max_attempts: int = _env("S3_MAX_ATTEMPTS", Bounds.s3_max_attempts, 1)
+    mlflow_allowed_hosts: str | None = env("MLFLOW_SERVER_ALLOWED_HOSTS")
+    auth_admin_username: str = env("MLFLOW_AUTH_ADMIN_USERNAME", "admin")
+    auth_admin_password: SecretStr | None = env("MLFLOW_AUTH_ADMIN_PASSWORD")
+    auth_secret_key: SecretStr | None = env("MLFLOW_FLASK_SERVER_SECRET_KEY")
+    auth_default_permission: str = env("MLFLOW_AUTH_DEFAULT_PERMISSION", "READ")
+    db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", Bounds.db_connect_timeout, 1)
+    db_read_timeout: int = env("DB_READ_TIMEOUT", Bounds.db_read_timeout, 1)
+    s3_connect_timeout: int = env("S3_CONNECT_TIMEOUT", Bounds.s3_connect_timeout, 1)
+    s3_read_timeout: int = env("S3_READ_TIMEOUT", Bounds.s3_read_timeout, 1)
+    s3_max_attempts: int = env("S3_MAX_ATTEMPTS", Bounds.s3_max_attempts, 1)
     # Proxies whose X-Forwarded-* headers are believed (IPs or CIDRs).
-    forwarded_allow_ips: str = _env("FORWARDED_ALLOW_IPS", LOOPBACK)
-    keepalive: int = _env("KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_S, 1)
+    forwarded_allow_ips: str = env("FORWARDED_ALLOW_IPS", LOOPBACK)
+    keepalive: int = env("KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_S, 1)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -248,11 +229,7 @@ class Settings(StoreSettings):
         )
 
 
-def load_settings(env: Mapping[str, str] | None = None, kind: type[S] = Settings) -> S:
-    """Read and check every setting (os.environ, or env); StartupError names the first bad one."""
-    try:
-        return kind() if env is None else kind.model_validate(dict(env))
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        text = WORDING.get(first["type"], "{msg}").format(**first, **first.get("ctx", {}))
-        raise StartupError(f"{first['loc'][0]} {text.removeprefix('Value error, ')}") from None
+def load_settings(given: Mapping[str, str] | None = None, kind: type[S] = Settings) -> S:
+    """Read and check every setting (os.environ, or only `given`); StartupError names the
+    first bad one."""
+    return load(kind, given, error=StartupError)

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 import pymysql
 from sqlalchemy.engine import URL, make_url
 
-from mlstack.tracking.errors import StartupError
-from mlstack.tracking.waits import every_second_for
+from mlstack.core.errors import StartupError
+from mlstack.core.waiting import attempts
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def wait_for_database(uri: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     log.info("waiting up to %.0f s for the database at %s", timeout, address)
     try:
-        for attempt in every_second_for(timeout, pymysql.err.OperationalError):
+        for attempt in attempts(timeout, pymysql.err.OperationalError):
             with attempt:
                 try:
                     connect(uri, timeout=min(5, max(1, deadline - time.monotonic()))).close()

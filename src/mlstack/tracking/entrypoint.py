@@ -12,9 +12,9 @@ import os
 import sys
 import uuid
 
+from mlstack.core.errors import StartupError
 from mlstack.tracking import artifacts, auth, collation, database, schema
 from mlstack.tracking.config import Settings, load_settings
-from mlstack.tracking.errors import StartupError
 
 log = logging.getLogger("mlstack.tracking")
 

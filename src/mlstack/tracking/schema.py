@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import pymysql
 from sqlalchemy.engine import make_url
 
+from mlstack.core.errors import StartupError
 from mlstack.tracking import database, schema_history
 from mlstack.tracking.collation import COLLATION as CASE_SENSITIVE_COLLATION
 from mlstack.tracking.collation import is_case_insensitive
-from mlstack.tracking.errors import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
-"""The error type for problems the user can fix: its message is the line they see."""
+"""The training job's errors: TrainingError fails the job with its one line; Terminated stops it."""
+
+from mlstack.core.errors import MlstackError
 
 
-class TrainingError(Exception):
+class TrainingError(MlstackError):
     """Bad input or configuration that stops the job; the message says what and how to fix it."""
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_fixed
 
+from mlstack.core.waiting import attempts
 from mlstack.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,7 @@ def wait_for_server(uri: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     try:
         # An attempt a second, none started that could not answer before the deadline.
-        for attempt in Retrying(
-            retry=retry_if_exception_type(requests.RequestException),
-            stop=stop_before_delay(timeout),
-            wait=wait_fixed(1),
-            reraise=True,
-        ):
+        for attempt in attempts(timeout, requests.RequestException):
             with attempt:
                 try:
                     requests.get(url, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
