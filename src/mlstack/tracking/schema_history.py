@@ -21,9 +21,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Beside the package in the image: /opt/mlstack/schema-history.json, the package being
-# /opt/mlstack/src/mlstack (this file runs alone at build time, so it imports nothing of it).
-DEFAULT_PATH = Path(__file__).resolve().parents[3] / "schema-history.json"
+# The file's name beside the package in the image: /opt/mlstack/schema-history.json, the
+# package being /opt/mlstack/src/mlstack. This file also runs alone at build time, from
+# /tmp, so it imports nothing of the package and finds that place only when asked (load).
+HISTORY_FILE = "schema-history.json"
 BOOKKEEPING_PREFIX = "alembic_"  # alembic_version: the revision record, not a schema table
 CREATE_TRIGGER = re.compile(r"CREATE\s+TRIGGER", re.IGNORECASE)
 
@@ -109,8 +110,10 @@ def save(history: TableHistory, path: Path) -> None:
     path.write_text(json.dumps(document, indent=1) + "\n")
 
 
-def load(path: Path = DEFAULT_PATH) -> TableHistory:
-    """The history the image build recorded; replayed here when there is none (tests)."""
+def load(path: Path | None = None) -> TableHistory:
+    """The history the image build recorded (`path`, else its place in the image); replayed
+    here when there is none (tests)."""
+    path = path or Path(__file__).resolve().parents[3] / HISTORY_FILE
     if not path.exists():
         return replay()
     document = json.loads(path.read_text())
