@@ -54,7 +54,7 @@ LOOP = $(MLSTACK) local --network $(NETWORK) \
 .PHONY: help
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "The workflows run the mlstack command: .venv/bin/mlstack --help (README: The mlstack command)."
+	@echo "The workflows run the mlstack command: .venv/bin/mlstack --help (docs/cli.md)."
 
 # --- set-up -------------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ it). wrk drives each in turn, never both at once, with the same one-row JSON req
 the reference's `df.iloc[[0]].to_json(orient="split")` wrapped as {"dataframe_split": ...},
 the form stock MLflow (>= 2.0) accepts. Traffic goes to 127.0.0.1 only and every run is
 bounded in time. Prints requests/s, p50 and p99 for each, and the ratios against the
-issue's targets (>= 10x the requests/s, <= 1/10 of the p99).
+targets (>= 10x the requests/s, <= 1/10 of the p99).
 
 Needs: the host venv (mlflow, uvicorn; run this with its python), Docker, wrk
-(`apt-get install -y wrk`), and the image (`make build` or docker build images/inference).
+(`apt-get install -y wrk`), and the image (`make build-inference`).
 
     .venv/bin/python scripts/benchmarks/inference_bench.py --duration 20 --rounds 2
 """

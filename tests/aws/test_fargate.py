@@ -107,8 +107,8 @@ def test_no_s3_action_on_every_resource(template):
             assert "FullAccess" not in text, text
 
 
-# What MLflow needs of RDS for MySQL 8.4 (README "Recovering a failed migration" and the
-# template's comments say why).
+# What MLflow needs of RDS for MySQL 8.4 (docs/operations.md, "Recovering a failed migration",
+# and the template's comments say why).
 MLFLOW_DB_PARAMETERS = {
     "log_bin_trust_function_creators": "1",
     "character_set_server": "utf8mb4",

@@ -1,5 +1,5 @@
 """The `mlstack` command: every command has --help, and the Makefile calls only commands
-that exist, so `make help`, the README and `mlstack --help` tell one story."""
+that exist, so `make help`, the docs and `mlstack --help` tell one story."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Issue 12 in-process: bounded parsing, no 5xx for client input, one answer per input.
+"""Hostile input, in-process: bounded parsing, no 5xx for client input, one answer per input.
 
-The reproductions the issue lists, each failing on the code before it: records with
-distinct keys (memory), deep nesting and long integers (500s), and the fast and
-generic paths disagreeing on 1e39 and on JSON integers in double columns.
+Each case is an input that costs an unguarded server dearly or splits the two paths:
+records with distinct keys (memory), deep nesting and long integers (500s), and the fast
+and generic paths disagreeing on 1e39 and on JSON integers in double columns.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def post(app: InferenceApp, body: bytes | str, content_type: str = "application/
 
 @pytest.mark.parametrize("count", [12_000, 30_000])
 def test_distinct_key_records_are_refused_before_rows_are_built(apps, count: int) -> None:
-    """Before: 1.1 GiB at 12,000 records, ~7 GiB at 30,000. Now: the first record is refused."""
+    """Building rows from these would take ~1.1 GiB at 12,000 records, ~7 GiB at 30,000: the
+    first record with a key the signature does not name is refused instead."""
     body = distinct_key_records(count)
     tracemalloc.start()
     try:

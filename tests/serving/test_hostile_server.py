@@ -1,4 +1,4 @@
-"""Issue 12 against the real image: hostile input and load.
+"""Hostile input and load against the real image.
 
 - generated request bodies of every accepted type and shape (hypothesis, 1,000 per run):
   never a 5xx, a JSON body on every 4xx, the server alive and no worker lost after;

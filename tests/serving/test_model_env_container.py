@@ -1,8 +1,9 @@
-"""Serving models with the dependencies they were trained with (issue 15), in real containers.
+"""Serving models with the dependencies they were trained with, in real containers.
 
 The legacy model is saved by the MLflow 2.12.1 client stack of tests/support/mlflow2
 (scikit-learn 1.5.2, numpy 1.26.4, pandas 2.3, built once and kept by its inputs' hash);
-the model image is built from it once per session with scripts/model_image.py.
+the model image is built from it once per session with `mlstack build-model-image`'s code
+(mlstack.cli.model_image).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from support.ports import free_port
 from support.stack import MinIO, MySQL, tracking_server_env
 from support.waiting import wait_for_http, wait_until
 
-# The documented bound (README "Bounded waits"): a request that needs a database or object
-# store that does not answer gets an error within this many seconds.
+# The documented bound (docs/operations.md, "Bounded waits"): a request that needs a database
+# or object store that does not answer gets an error within this many seconds.
 ERROR_BOUND_S = 30
 
 

@@ -21,7 +21,7 @@ MINIO_ALIAS = "minio"
 TRACKING_ALIAS = "tracking-server"
 BUCKET = "mlflow"
 AUTH_DB_INIT_SCRIPT = ROOT / "compose" / "mysql-init" / "10-mlflow-auth-db.sh"
-# What the README tells users to set on their MySQL (compose/compose.yaml sets it too): with
+# What docs/operations.md tells users to set on their MySQL (compose/compose.yaml sets it too): with
 # binary logging on, MLflow's migrations need it for their trigger. Nothing else: the server
 # keeps the image's defaults (binary logging on, a case-insensitive default collation).
 TRUST_FUNCTION_CREATORS = "--log-bin-trust-function-creators=1"

@@ -288,7 +288,7 @@ def test_no_secret_in_ps_logs_or_images(auth_server: AuthServer, world: World) -
     """Runs last in this module: the logs then include every call the matrix made."""
     assert auth_server.startup_command_lines, "no command line was seen during start-up"
     # The migration ran (fresh database) as its own process while the watch looked.
-    migration = ("mlflow db upgrade", "mlflow.db")  # as a command, or (now) a Python call
+    migration = ("mlflow db upgrade", "mlflow.db")  # as a command or as a Python call
     assert any(m in line for line in auth_server.startup_command_lines for m in migration)
     logs = auth_server.container.get_logs()
     texts = {

@@ -365,7 +365,7 @@ def read_back(stack: FaultStack, experiment_id: str) -> Stored:
 
 
 def write_measurement(name: str, figures: dict) -> None:
-    """Keep the figures beside the build (build/measurements/NAME.json) for the README."""
+    """Keep the figures beside the build (build/measurements/NAME.json) for docs/benchmarks.md."""
     directory = ROOT / "build" / "measurements"
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.json").write_text(json.dumps(figures, indent=1) + "\n")

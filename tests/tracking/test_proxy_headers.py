@@ -16,7 +16,7 @@ from support.waiting import wait_until
 pytestmark = pytest.mark.docker
 FORGED = "203.0.113.7"  # TEST-NET-3: nobody's address
 PROXIED = "198.51.100.9"  # TEST-NET-2
-IDLE_S = 7  # longer than the 5 s keep-alive the server used to have
+IDLE_S = 7  # beyond uvicorn's 5 s default keep-alive: only KEEPALIVE_TIMEOUT keeps it open
 
 
 def access_log_line(server: TrackingServer, marker: str) -> str:

@@ -106,7 +106,7 @@ def test_half_migrated_database_is_recognised_and_recovers_as_documented(
     assert f"revision {BEFORE_TRIGGER}" in line and "half-migrated" in line
     assert "secrets" in line and "Recovering a failed migration" in line
 
-    # The README's steps: drop what the failed migration left, allow the trigger, start.
+    # docs/operations.md's steps: drop what the failed migration left, allow the trigger, start.
     untrusted_mysql.execute_as_root(
         "SET FOREIGN_KEY_CHECKS = 0; DROP TABLE "
         + ", ".join(f"wedged.{table}" for table in sorted(SECRETS_TABLES))

@@ -48,7 +48,7 @@ def test_tables_of_a_failed_later_migration_are_named() -> None:
     assert "\n" not in message
     assert "records schema revision r2" in message
     assert "tables of a later migration exist (secrets)" in message
-    assert 'README "Recovering a failed migration"' in message
+    assert 'docs/operations.md, "Recovering a failed migration"' in message
 
 
 def test_missing_tables_of_the_recorded_revision_are_named() -> None:

@@ -34,8 +34,8 @@ from mlstack.cli.settings import DEFAULT_ENV_FILE, ModelImageSettings, SettingsE
 def cli(ctx: click.Context, env_file: Path) -> None:
     """Run the ML lifecycle with MLflow and SageMaker, on a laptop and on AWS.
 
-    Every option falls back to its environment variable, then to --env-file; the README's
-    configuration table lists them all. `make help` shows the same workflows as make targets.
+    Every option falls back to its environment variable, then to --env-file; docs/configuration.md
+    lists them all. `make help` shows the same workflows as make targets.
     """
     ctx.obj = Context(env_file=env_file)
 

@@ -28,7 +28,8 @@ NEEDS_DB_PARTS = "set it or MLFLOW_BACKEND_STORE_URI"
 
 @dataclass(frozen=True)
 class Bounds:
-    """How long the server waits on its database and object store (README "Bounded waits")."""
+    """How long the server waits on its database and object store (docs/operations.md,
+    "Bounded waits")."""
 
     db_connect_timeout: int = 5
     db_read_timeout: int = 10  # also the write timeout

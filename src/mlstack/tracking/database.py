@@ -172,7 +172,7 @@ def upgrade_schema(uri: str) -> None:
         last = (errors or lines)[-1]
         raise StartupError(
             f"schema upgrade failed: {last}; the next start says what it left behind, "
-            'see README "Recovering a failed migration"'
+            'see docs/operations.md, "Recovering a failed migration"'
         )
 
 

@@ -1,5 +1,5 @@
 """Fixed gunicorn settings; bind, workers, log level, keep-alive and the proxies whose
-forwarded headers are trusted come from the entrypoint (README configuration table).
+forwarded headers are trusted come from the entrypoint (docs/configuration.md).
 
 uvicorn workers serve MLflow's ASGI app (see app.py). gunicorn also reads
 GUNICORN_CMD_ARGS, for anything an operator wants to change beyond these.

@@ -23,7 +23,7 @@ from mlstack.tracking.collation import is_case_insensitive
 
 log = logging.getLogger(__name__)
 
-RECOVERY = 'see README "Recovering a failed migration"'
+RECOVERY = 'see docs/operations.md, "Recovering a failed migration"'
 NEED_SUPER_FOR_TRIGGER = 1419  # ER_BINLOG_CREATE_ROUTINE_NEED_SUPER
 DB_ACCESS_DENIED = 1044
 PROBE_TABLE = "mlstack_trigger_probe"
