@@ -21,9 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Beside the package in the image: /opt/mlstack/schema-history.json, the package being
-# /opt/mlstack/src/mlstack (this file runs alone at build time, so it imports nothing of it).
-DEFAULT_PATH = Path(__file__).resolve().parents[3] / "schema-history.json"
+HISTORY_FILE = "schema-history.json"
 BOOKKEEPING_PREFIX = "alembic_"  # alembic_version: the revision record, not a schema table
 CREATE_TRIGGER = re.compile(r"CREATE\s+TRIGGER", re.IGNORECASE)
 
@@ -109,8 +107,18 @@ def save(history: TableHistory, path: Path) -> None:
     path.write_text(json.dumps(document, indent=1) + "\n")
 
 
-def load(path: Path = DEFAULT_PATH) -> TableHistory:
+def default_path() -> Path:
+    """Where the image keeps the history: /opt/mlstack/schema-history.json, beside src/mlstack.
+
+    A function, not a constant: at build time this file runs alone from /tmp, which has no
+    such parents.
+    """
+    return Path(__file__).resolve().parents[3] / HISTORY_FILE
+
+
+def load(path: Path | None = None) -> TableHistory:
     """The history the image build recorded; replayed here when there is none (tests)."""
+    path = path or default_path()
     if not path.exists():
         return replay()
     document = json.loads(path.read_text())
