@@ -15,7 +15,7 @@ from sklearn.ensemble import (
 )
 from sklearn.tree import DecisionTreeRegressor
 
-from mlstack.serving import fastpath, payloads
+from mlstack.serving import decoder, fastpath
 from mlstack.serving.errors import BadRequest
 from mlstack.serving.predictor import Predictor, load_predictor
 
@@ -40,7 +40,7 @@ def test_reference_payload_as_the_reference_sends_it(
     for index in range(len(diabetes_data.test)):
         body = diabetes_data.test.iloc[[index]].to_json(orient="split")
         received = pd.DataFrame(**{k: v for k, v in json.loads(body).items()})
-        actual = forest_predictor.predict(payloads.parse_json(body.encode()))
+        actual = forest_predictor.predict(decoder.parse_json(body.encode()))
         assert actual.tolist() == forest_model.predict(received).tolist()
 
 
@@ -55,7 +55,7 @@ def test_fast_path_equals_sklearn_on_the_whole_test_set(
     forest_predictor: Predictor, forest_model, diabetes_data: Diabetes
 ) -> None:
     expected = forest_model.predict(diabetes_data.test)
-    parsed = payloads.parse_json(full_split(diabetes_data.test))
+    parsed = decoder.parse_json(full_split(diabetes_data.test))
     actual = forest_predictor.predict(parsed)
     assert relative_error(actual, expected) <= TOLERANCE
     assert np.array_equal(actual, expected)  # in fact bit for bit: same sums, same order
@@ -66,7 +66,7 @@ def test_fast_path_equals_sklearn_row_by_row(
 ) -> None:
     expected = forest_model.predict(diabetes_data.test)
     for index in range(len(diabetes_data.test)):
-        parsed = payloads.parse_json(full_split(diabetes_data.test.iloc[[index]]))
+        parsed = decoder.parse_json(full_split(diabetes_data.test.iloc[[index]]))
         assert forest_predictor.predict(parsed).tolist() == [expected[index]]
 
 
@@ -94,7 +94,7 @@ def test_generic_path_equals_sklearn_on_the_whole_test_set(
     assert generic.fast is None
     assert generic.fast_path_note == "off (INFERENCE_FAST_PATH=false)"
     expected = forest_model.predict(diabetes_data.test)
-    actual = generic.predict(payloads.parse_json(full_split(diabetes_data.test)))
+    actual = generic.predict(decoder.parse_json(full_split(diabetes_data.test)))
     assert relative_error(actual, expected) <= TOLERANCE
 
 
@@ -102,7 +102,7 @@ def test_csv_goes_the_fast_path_exactly(
     forest_predictor: Predictor, forest_model, diabetes_data: Diabetes
 ) -> None:
     body = diabetes_data.test.to_csv(index=False, header=False).encode()
-    parsed = payloads.parse_csv(body, forest_predictor.column_names)
+    parsed = decoder.parse_csv(body, forest_predictor.column_names)
     expected = forest_model.predict(diabetes_data.test)
     assert np.array_equal(forest_predictor.predict(parsed), expected)
 
@@ -111,7 +111,7 @@ def test_columns_in_another_order(
     forest_predictor: Predictor, forest_model, diabetes_data: Diabetes
 ) -> None:
     shuffled = diabetes_data.test[list(reversed(diabetes_data.test.columns))]
-    actual = forest_predictor.predict(payloads.parse_json(full_split(shuffled)))
+    actual = forest_predictor.predict(decoder.parse_json(full_split(shuffled)))
     assert np.array_equal(actual, forest_model.predict(diabetes_data.test))
 
 
@@ -122,7 +122,7 @@ def test_missing_values_go_to_scikit_learn(
     frame = diabetes_data.test.iloc[:3].copy()
     frame.loc[frame.index[1], "bmi"] = np.nan
     records = [{k: (None if v != v else v) for k, v in r.items()} for r in frame.to_dict("records")]
-    parsed = payloads.parse_json(json.dumps({"dataframe_records": records}).encode())
+    parsed = decoder.parse_json(json.dumps({"dataframe_records": records}).encode())
     assert np.array_equal(forest_predictor.predict(parsed), forest_model.predict(frame))
 
 
@@ -131,7 +131,7 @@ def test_infinite_values_are_refused_by_scikit_learn(
 ) -> None:
     row = diabetes_data.test.iloc[0].tolist()
     row[0] = float("inf")
-    parsed = payloads.parse_json(
+    parsed = decoder.parse_json(
         json.dumps({"columns": list(diabetes_data.test.columns), "data": [row]}).encode()
     )
     with pytest.raises(BadRequest, match="infinity"):
@@ -150,7 +150,7 @@ def test_other_tree_regressors(estimator, diabetes_data: Diabetes, tmp_path: Pat
     estimator.fit(diabetes_data.train, diabetes_data.y_train)
     predictor = load_predictor(save_model(estimator, diabetes_data, tmp_path / "m"))
     assert predictor.fast is not None
-    actual = predictor.predict(payloads.parse_json(full_split(diabetes_data.test)))
+    actual = predictor.predict(decoder.parse_json(full_split(diabetes_data.test)))
     assert np.array_equal(actual, estimator.predict(diabetes_data.test))
 
 
@@ -170,7 +170,7 @@ def test_other_models_take_the_generic_path(
     predictor = load_predictor(save_model(estimator, diabetes_data, tmp_path / "m"))
     assert predictor.fast is None
     assert "is not a supported tree regressor" in predictor.fast_path_note
-    actual = predictor.predict(payloads.parse_json(full_split(diabetes_data.test)))
+    actual = predictor.predict(decoder.parse_json(full_split(diabetes_data.test)))
     assert np.array_equal(np.asarray(actual), estimator.predict(diabetes_data.test))
 
 
@@ -187,7 +187,7 @@ def test_model_without_signature_is_served_by_mlflow_parsing(
     predictor = load_predictor(path)
     assert predictor.table_schema is None and predictor.fast is None
     body = json.dumps({"dataframe_split": json.loads(full_split(diabetes_data.test))}).encode()
-    actual = predictor.predict(payloads.parse_json(body))
+    actual = predictor.predict(decoder.parse_json(body))
     assert np.array_equal(actual, forest_model.predict(diabetes_data.test))
 
 

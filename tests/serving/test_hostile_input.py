@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlstack.serving import payloads
+from mlstack.serving import decoder
 from mlstack.serving.app import InferenceApp
 from mlstack.serving.config import Limits, Settings
 from mlstack.serving.errors import BadRequest
@@ -78,18 +78,18 @@ def test_distinct_key_records_are_refused_before_rows_are_built(apps, count: int
 def test_records_without_a_signature_stop_at_the_columns_limit() -> None:
     limits = Limits(max_columns=100)
     with pytest.raises(BadRequest, match=r"more than INFERENCE_MAX_COLUMNS=100"):
-        payloads.parse_json(distinct_key_records(12_000), limits=limits)
+        decoder.parse_json(distinct_key_records(12_000), limits=limits)
 
 
 def test_records_without_a_signature_stop_at_the_values_limit() -> None:
     limits = Limits(max_values=1_000_000)
     with pytest.raises(BadRequest, match=r"3000 rows of 3000 columns, more than INFERENCE_MAX_V"):
-        payloads.parse_json(distinct_key_records(3_000), limits=limits)
+        decoder.parse_json(distinct_key_records(3_000), limits=limits)
 
 
 def test_same_keys_in_every_record_are_read_once() -> None:
     body = json.dumps({"dataframe_records": [{"a": i, "b": -i} for i in range(5)]}).encode()
-    assert payloads.parse_json(body).table.columns == ["a", "b"]
+    assert decoder.parse_json(body).table.columns == ["a", "b"]
 
 
 # --- 2. parser failures answered 500 ------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_the_default_limits_take_a_full_dense_body(forest_predictor, diabetes_da
     rows = tiled_rows(diabetes_data.test, 5.5)
     body = json.dumps({"columns": list(diabetes_data.test.columns), "data": rows.tolist()})
     assert 5 * MEBIBYTE < len(body) < 6 * MEBIBYTE
-    parsed = payloads.parse_json(body.encode(), limits=Limits())
+    parsed = decoder.parse_json(body.encode(), limits=Limits())
     assert len(parsed.table.rows) == len(rows)
 
 

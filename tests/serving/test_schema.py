@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mlflow.types import ColSpec, Schema, TensorSpec
 
+from mlstack.serving.decoder import Table
 from mlstack.serving.errors import BadRequest
-from mlstack.serving.payloads import Table
 from mlstack.serving.schema import ColumnSpec, TableSchema
 
 SCHEMA = TableSchema(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from testcontainers.core.network import Network
 
-from mlstack.tracking.collation import database_uris, is_case_insensitive
+from mlstack.tracking.collation.catalog import is_case_insensitive
+from mlstack.tracking.collation.cli import database_uris
 from mlstack.tracking.config import StoreSettings, load_settings
 from support.containers import Exited, run_to_exit
 from support.stack import MySQL

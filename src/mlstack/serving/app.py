@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlstack.core.errors import StartupError
-from mlstack.serving import payloads
+from mlstack.serving import decoder, encoder
 from mlstack.serving.config import Settings, load_settings
+from mlstack.serving.content_types import CSV, JSON, choose_output, parse_content_type
 from mlstack.serving.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -78,8 +79,8 @@ class Response:
 
 def error_response(error: RequestError, extra: list[tuple[str, str]] | None = None) -> Response:
     """The JSON error answer for a request error."""
-    body = payloads.error_body(ERROR_CODES[error.status], error.message)
-    return Response(error.status, payloads.JSON, body, list(extra or []))
+    body = encoder.error_body(ERROR_CODES[error.status], error.message)
+    return Response(error.status, JSON, body, list(extra or []))
 
 
 def load_from_settings(settings: Settings) -> Predictor:
@@ -179,9 +180,9 @@ class InferenceApp:
             if path == "/ping":
                 return self.ping()
             if path == "/execution-parameters":
-                return Response(200, payloads.JSON, self.execution_parameters)
+                return Response(200, JSON, self.execution_parameters)
             if path == "/environment":
-                return Response(200, payloads.JSON, self.settings.model_report.encode())
+                return Response(200, JSON, self.settings.model_report.encode())
             return self.invocations(headers, body)
         except RequestError as error:
             if error.status == 413:
@@ -196,7 +197,7 @@ class InferenceApp:
                 f"internal error (error id {request_id}): the server failed on this request; "
                 "its log has the details"
             )
-            return Response(500, payloads.JSON, payloads.error_body(ERROR_CODES[500], message))
+            return Response(500, JSON, encoder.error_body(ERROR_CODES[500], message))
 
     def ping(self) -> Response:
         """200 once every worker has loaded the model, 503 before."""
@@ -204,7 +205,7 @@ class InferenceApp:
             raise ModelNotReady("the model is still loading")
         if not self.readiness.all_loaded():
             raise ModelNotReady(f"the model is still loading: {self.readiness.describe()}")
-        return Response(200, payloads.JSON, self.ping_body)
+        return Response(200, JSON, self.ping_body)
 
     def invocations(self, headers: Mapping[str, str], body: bytes) -> Response:
         """Predict: parse, check against the signature, predict, format."""
@@ -218,20 +219,20 @@ class InferenceApp:
         predictor = self.predictor
         if predictor is None:
             raise ModelNotReady("the model is still loading; retry when /ping answers 200")
-        media, params = payloads.parse_content_type(headers.get("content-type"))
-        default_output = media if self.settings.batch else payloads.JSON
-        output = payloads.choose_output(headers.get("accept"), default_output)
+        media, params = parse_content_type(headers.get("content-type"))
+        default_output = media if self.settings.batch else JSON
+        output = choose_output(headers.get("accept"), default_output)
         if not body.strip():
             raise BadRequest(f"the request body is empty: send {media} rows to predict")
         limits = self.settings.limits
-        if media == payloads.JSON:
-            parsed = payloads.parse_json(body, params.get("format"), limits, predictor.table_schema)
+        if media == JSON:
+            parsed = decoder.parse_json(body, params.get("format"), limits, predictor.table_schema)
         else:
-            parsed = payloads.parse_csv(body, predictor.column_names, limits)
+            parsed = decoder.parse_csv(body, predictor.column_names, limits)
         predictions = predictor.predict(parsed)
-        if output == payloads.CSV:
-            return Response(200, payloads.CSV, payloads.csv_predictions(predictions))
-        return Response(200, payloads.JSON, payloads.json_predictions(predictions))
+        if output == CSV:
+            return Response(200, CSV, encoder.csv_predictions(predictions))
+        return Response(200, JSON, encoder.json_predictions(predictions))
 
     # --- ASGI ------------------------------------------------------------------------------
 

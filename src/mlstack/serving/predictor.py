@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from mlstack.serving import fastpath
+from mlstack.serving.content_types import CSV
+from mlstack.serving.decoder import ParsedInput
 from mlstack.serving.errors import BadRequest
-from mlstack.serving.payloads import CSV, ParsedInput
 from mlstack.serving.schema import INT_TYPES, TableSchema, check_float32_matrix
 
 log = logging.getLogger(__name__)

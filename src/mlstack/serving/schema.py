@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from mlstack.serving.decoder import Table, unknown_columns
 from mlstack.serving.errors import BadRequest
-from mlstack.serving.payloads import Table, unknown_columns
 
 FLOAT_TYPES = {"double", "float"}
 INT_TYPES = {"long", "integer"}

@@ -139,16 +139,22 @@ def wait_for_database(uri: str, timeout: float) -> None:
 
 
 @contextmanager
-def schema_lock(uri: str) -> Iterator[None]:
-    """Hold a server-wide named lock, so one replica migrates while the others wait."""
-    connection = connect(uri)
+def schema_lock(uri: str, wait_s: int = SCHEMA_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the server-wide named lock under which MLflow's tables change.
+
+    One replica migrates while the others wait, and a collation conversion waits for
+    them. The lock has a session of its own, on no database: closing it releases the
+    lock, and it is not counted among the sessions using the database.
+    """
+    connection = connect(uri, with_database=False, read_timeout=wait_s + 30)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, %s)", (SCHEMA_LOCK, SCHEMA_LOCK_TIMEOUT_S))
+            cursor.execute("SELECT GET_LOCK(%s, %s)", (SCHEMA_LOCK, wait_s))
             (acquired,) = cursor.fetchone()
         if acquired != 1:
             raise StartupError(
-                f"another replica held the schema lock for over {SCHEMA_LOCK_TIMEOUT_S} s"
+                f"another tracking server held the schema lock for over {wait_s} s "
+                "(migrating its database?): let it finish, then run again"
             )
         yield
     finally:

@@ -13,7 +13,8 @@ import sys
 import uuid
 
 from mlstack.core.errors import StartupError
-from mlstack.tracking import artifacts, auth, collation, database, schema
+from mlstack.tracking import artifacts, auth, database, schema
+from mlstack.tracking.collation.startup_warning import warn_if_case_insensitive
 from mlstack.tracking.config import Settings, load_settings
 
 log = logging.getLogger("mlstack.tracking")
@@ -102,7 +103,7 @@ def prepare(settings: Settings) -> None:
             schema.use_case_sensitive_default(settings.auth.database_uri)
             auth.create_initial_auth_tables(settings.auth.database_uri)
             auth.bootstrap_auth()
-    collation.warn_if_case_insensitive(settings)
+    warn_if_case_insensitive(settings)
 
 
 def migrate(uri: str) -> None:

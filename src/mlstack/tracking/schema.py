@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from mlstack.core.errors import StartupError
 from mlstack.tracking import database, schema_history
-from mlstack.tracking.collation import COLLATION as CASE_SENSITIVE_COLLATION
-from mlstack.tracking.collation import is_case_insensitive
+from mlstack.tracking.collation.catalog import COLLATION as CASE_SENSITIVE_COLLATION
+from mlstack.tracking.collation.catalog import is_case_insensitive
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,11 @@
-"""Request bodies in, response bodies out.
+"""Request bodies in: JSON and CSV decoded into a table of rows, within the limits.
 
 JSON inputs follow MLflow's scoring protocol (dataframe_split, dataframe_records,
 instances, inputs, with optional params) and also the bare pandas orientations
 MLflow 1.x accepted: `df.to_json(orient="split")`, which the reference sends to
 SageMaker, and `orient="records"`. CSV comes with or without a header row.
-Predictions go out as {"predictions": [...]}, MLflow's response shape, or as CSV
-(one line per row, as SageMaker batch transform assembles them).
 
-Parsing is bounded: the JSON nesting depth, rows, columns and values (rows times
+Decoding is bounded: the JSON nesting depth, rows, columns and values (rows times
 columns) are checked against Limits before any table is built, and records with
 keys the model's signature does not name are refused at the first such record,
 so the work stays linear in the body whatever its shape.
@@ -15,9 +13,7 @@ so the work stays linear in the body whatever its shape.
 
 from __future__ import annotations
 
-import base64
 import csv
-import datetime
 import io
 import json
 from collections.abc import Mapping
@@ -25,21 +21,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mlstack.serving.config import Limits
-from mlstack.serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from mlstack.serving.content_types import CSV, JSON
+from mlstack.serving.errors import BadRequest
 
-JSON = "application/json"
-CSV = "text/csv"
 WRAPPED_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PARAMS_KEY = "params"
 SPLIT_KEYS = {"columns", "index", "data"}
-LEGACY_FORMATS = {"pandas-split", "pandas-records"}
 FORMS_HELP = (
     'send {"dataframe_split": {"columns": [...], "data": [[...]]}}, '
     '{"dataframe_records": [{...}]}, {"instances": [...]}, {"inputs": ...} '
     'or a pandas split frame {"columns": [...], "index": [...], "data": [[...]]}'
 )
-
-
 DEFAULT_LIMITS = Limits()
 # Python refuses to parse integers longer than this (sys.get_int_max_str_digits()).
 INT_DIGITS_LIMIT = 4300
@@ -72,45 +64,6 @@ class ParsedInput:
     params: dict[str, Any] | None = None
     media_type: str = JSON
     csv_has_header: bool = False
-
-
-# --- content negotiation -------------------------------------------------------------------
-
-
-def parse_content_type(header: str | None) -> tuple[str, dict[str, str]]:
-    """The media type and its parameters; 415 for anything but JSON and CSV in UTF-8."""
-    if not header or not header.strip():
-        raise UnsupportedMediaType(f"no Content-Type: send {JSON} or {CSV} (UTF-8)")
-    media, *rest = (part.strip() for part in header.split(";"))
-    media = media.lower()
-    params = {}
-    for part in rest:
-        key, _, value = part.partition("=")
-        params[key.strip().lower()] = value.strip().strip('"').lower()
-    if media not in (JSON, CSV):
-        raise UnsupportedMediaType(f"unsupported Content-Type {media!r}: send {JSON} or {CSV}")
-    if params.get("charset", "utf-8") not in ("utf-8", "utf8"):
-        raise UnsupportedMediaType(f"unsupported charset {params['charset']!r}: send UTF-8")
-    if media == JSON and params.get("format") not in (None, *LEGACY_FORMATS):
-        raise UnsupportedMediaType(
-            f"unsupported format {params['format']!r}: use pandas-split or pandas-records"
-        )
-    return media, params
-
-
-def choose_output(accept: str | None, default: str = JSON) -> str:
-    """The response media type from the Accept header, in the client's order of listing."""
-    if not accept or not accept.strip():
-        return default
-    for item in accept.split(","):
-        media = item.split(";")[0].strip().lower()
-        if media == "*/*":
-            return default
-        if media in (JSON, "application/*"):
-            return JSON
-        if media in (CSV, "text/*"):
-            return CSV
-    raise NotAcceptable(f"cannot answer in {accept!r}: accept {JSON} or {CSV}")
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -403,61 +356,3 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# --- responses -----------------------------------------------------------------------------
-
-
-def to_jsonable(value: Any) -> Any:
-    """Predictions as plain JSON values; DataFrames become records, as MLflow answers."""
-    if hasattr(value, "tolist") and not hasattr(value, "to_dict"):
-        return value.tolist()  # numpy arrays and scalars
-    if hasattr(value, "to_dict") and hasattr(value, "columns"):
-        return [{k: _plain(v) for k, v in r.items()} for r in value.to_dict(orient="records")]
-    if hasattr(value, "to_dict"):  # pandas Series
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, datetime.date | datetime.datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return str(value)
-
-
-def json_predictions(predictions: Any) -> bytes:
-    """{"predictions": [...]} as UTF-8 bytes."""
-    return json.dumps({"predictions": to_jsonable(predictions)}, default=_json_default).encode()
-
-
-def csv_predictions(predictions: Any) -> bytes:
-    """One line per row: a value, or comma-separated values; DataFrames with a header."""
-    if hasattr(predictions, "to_csv") and hasattr(predictions, "columns"):
-        return predictions.to_csv(index=False, lineterminator="\n").encode()
-    rows = to_jsonable(predictions)
-    if not isinstance(rows, list):
-        rows = [rows]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
-        if isinstance(row, dict):
-            raise NotAcceptable("these predictions are objects; ask for application/json")
-        writer.writerow(row if isinstance(row, list) else [row])
-    return out.getvalue().encode()
-
-
-def error_body(code: str, message: str) -> bytes:
-    """The JSON error body, shaped like MLflow's: error_code and message."""
-    return json.dumps({"error_code": code, "message": message}).encode()
