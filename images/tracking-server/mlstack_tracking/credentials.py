@@ -110,7 +110,7 @@ class RememberingStore(SqlAlchemyStore):
             users[username] = user
         return user
 
-    def authenticate_user(self, username: str, password: str, *, use_primary=False) -> bool:
+    def authenticate_user(self, username: str, password: str, *, use_primary: bool = False) -> bool:
         """MLflow's answer (the password matches the user's stored hash), remembered."""
         try:
             if use_primary:  # MLflow's start-up checks, with a read replica configured
@@ -127,11 +127,13 @@ class RememberingStore(SqlAlchemyStore):
     def update_user(
         self, username: str, password: str | None = None, is_admin: bool | None = None
     ) -> User:
+        """MLflow's update_user; this request reads the user anew afterwards."""
         updated = super().update_user(username, password=password, is_admin=is_admin)
         self._forget_in_this_request(username)
         return updated
 
     def delete_user(self, username: str) -> None:
+        """MLflow's delete_user; this request no longer finds the user afterwards."""
         super().delete_user(username)
         self._forget_in_this_request(username)
 
