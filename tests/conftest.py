@@ -18,6 +18,7 @@ from testcontainers.core.network import Network
 from support.images import build_project_image
 from support.process_watch import command_lines_during
 from support.stack import (
+    AUTH_TRACKING_ALIAS,
     AuthServer,
     MinIO,
     MySQL,
@@ -90,8 +91,10 @@ def auth_server(
     """A tracking server with access control on, as the local stack runs it, started on a
     fresh database (so its start-up migrates) while every command line is watched."""
     admin = new_admin()
-    env = auth_env(mysql, minio, "mlflow_authz", admin)
-    container = tracking_server_container(tracking_server_image, docker_network, env, alias=None)
+    env = auth_env(mysql, minio, "mlflow_authz", admin, ALLOWED_HOSTS=AUTH_TRACKING_ALIAS)
+    container = tracking_server_container(
+        tracking_server_image, docker_network, env, alias=AUTH_TRACKING_ALIAS
+    )
     with command_lines_during(container) as command_lines:
         container.start()
     try:

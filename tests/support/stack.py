@@ -19,6 +19,7 @@ from support.waiting import wait_until
 MYSQL_ALIAS = "mysql"
 MINIO_ALIAS = "minio"
 TRACKING_ALIAS = "tracking-server"
+AUTH_TRACKING_ALIAS = "tracking-server-auth"  # the session's server with access control on
 BUCKET = "mlflow"
 AUTH_DB_INIT_SCRIPT = ROOT / "compose" / "mysql-init" / "10-mlflow-auth-db.sh"
 # What docs/operations.md tells users to set on their MySQL (compose/compose.yaml sets it too): with
@@ -111,6 +112,11 @@ class AuthServer(TrackingServer):
     auth_database: str = ""  # where MLflow keeps its users and permissions
     secrets: dict[str, str] = field(default_factory=dict)  # name -> value, for leak scans
     startup_command_lines: frozenset[str] = frozenset()  # every `ps` line seen at start-up
+    alias: str = AUTH_TRACKING_ALIAS
+
+    @property
+    def uri_in_network(self) -> str:
+        return f"http://{self.alias}:5000"
 
 
 def point_mlflow_at(monkeypatch: pytest.MonkeyPatch, uri: str | None) -> None:

@@ -18,11 +18,14 @@ import docker.errors
 import pytest
 import requests
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
-from werkzeug.security import generate_password_hash
+from testcontainers.core.network import Network
 
+from support.containers import run_to_exit
+from support.legacy import MLFLOW2_DIR, build_mlflow2_image
 from support.routes import Route, enumerate_routes
-from support.stack import AuthServer, MySQL
+from support.stack import AuthServer
 
 pytestmark = pytest.mark.docker
 MODEL = "authz-model"
@@ -45,21 +48,8 @@ class World:
     values: dict[str, str]
 
 
-def cheapen_password_hashes(mysql: MySQL, database: str, users: dict[str, str]) -> None:
-    """Store the users' passwords hashed with one PBKDF2 round instead of MLflow's scrypt.
-
-    The server checks the password on every request (about 0.1-0.5 s of scrypt each on
-    this machine); the matrix makes hundreds. Who may do what is untouched.
-    """
-    for name, password in users.items():
-        digest = generate_password_hash(password, method="pbkdf2:sha256:1")
-        mysql.execute_as_root(
-            f"UPDATE `{database}`.users SET password_hash = '{digest}' WHERE username = '{name}'"
-        )
-
-
 @pytest.fixture(scope="module")
-def world(auth_server: AuthServer, mysql: MySQL, monkeypatch_module) -> World:
+def world(auth_server: AuthServer, monkeypatch_module) -> World:
     url = auth_server.uri_from_host
     monkeypatch_module.setenv("MLFLOW_TRACKING_USERNAME", auth_server.admin[0])
     monkeypatch_module.setenv("MLFLOW_TRACKING_PASSWORD", auth_server.admin[1])
@@ -76,8 +66,6 @@ def world(auth_server: AuthServer, mysql: MySQL, monkeypatch_module) -> World:
         users.create_user(name, password)
         users.grant_user_permission(name, "experiment", experiment_id, permission)
         users.grant_user_permission(name, "registered_model", MODEL, permission)
-    logins = dict([READER, EDITOR, auth_server.admin])
-    cheapen_password_hashes(mysql, auth_server.auth_database, logins)
     values = {
         "experiment_id": experiment_id,
         "run_id": run_id,
@@ -166,6 +154,53 @@ def test_a_reader_cannot_move_an_alias_register_a_version_or_log_to_others(
     assert [p["key"] for p in params.json()["run"]["data"]["params"]] == ["owner"]
 
 
+def test_every_client_logs_in_alike(
+    auth_server: AuthServer, world: World, docker_network: Network, monkeypatch
+) -> None:
+    """Plain HTTP, the UI's own calls (/ajax-api/, with the browser's login), MLflow's 3.x
+    client and an MLflow 2.12 client in a container: the user's password is let in, a wrong
+    one refused, every time, against the real (scrypt) stored hashes."""
+    url = auth_server.uri_from_host
+    wrong = (READER[0], "not-the-password")
+    for api in ("api", "ajax-api"):
+        endpoint = f"{url}/{api}/2.0/mlflow/runs/get"
+        for login, status in ((READER, 200), (wrong, 401), (READER, 200), (wrong, 401)):
+            answer = requests.get(endpoint, params={"run_id": world.run_id}, auth=login, timeout=30)
+            assert answer.status_code == status, (api, login[0], answer.text)
+    for login in (READER, wrong, READER, wrong):
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", login[0])
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", login[1])
+        client = MlflowClient(tracking_uri=url)
+        if login == READER:
+            assert client.get_run(world.run_id).data.params == {"owner": "admin"}
+        else:
+            with pytest.raises(MlflowException, match="401"):
+                client.get_run(world.run_id)
+    script = (MLFLOW2_DIR / "client_212.py").read_text()
+    image = build_mlflow2_image()
+    for login in (EDITOR, (EDITOR[0], "not-the-password")):
+        logged = run_to_exit(
+            image,
+            ["/opt/mlflow212/bin/python", "-c", script, auth_server.uri_in_network],
+            network=docker_network,
+            env={
+                "MLFLOW_TRACKING_USERNAME": login[0],
+                "MLFLOW_TRACKING_PASSWORD": login[1],
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            },
+            timeout=240,
+        )
+        if login == EDITOR:
+            assert logged.status == 0, logged.logs
+            run_id = json.loads(logged.logs.split("LOGGED ", 1)[1].splitlines()[0])["run_id"]
+        else:
+            assert logged.status != 0 and "401" in logged.logs, logged.logs
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", EDITOR[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", EDITOR[1])
+    logged_run = MlflowClient(tracking_uri=url).get_run(run_id)
+    assert logged_run.data.params == {"alpha": "0.5", "client": "2.12.1"}
+
+
 # --- the route matrix -----------------------------------------------------------------------
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -213,9 +248,8 @@ def creates_own(route: Route) -> bool:
 
 
 def calls_for(caller: str, route: Route) -> bool:
-    """Which calls the matrix makes. Each authenticated call costs the server a password
-    hash (about 0.1-0.5 s here), so the logged-in callers try the routes where a refusal is
-    expected of one of them: everything mutating, and access management; the admin's
+    """Which calls the matrix makes: the logged-in callers try the routes where a refusal
+    is expected of one of them: everything mutating, and access management; the admin's
     answers there show the refusals come from permissions, not from malformed calls."""
     if caller == "anonymous":
         return True

@@ -6,9 +6,12 @@ URI, holds no S3 credentials and cannot resolve container host names.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -18,6 +21,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.server import get_app_client
 from sklearn.linear_model import LinearRegression
+from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from support.containers import run_to_exit
@@ -138,11 +142,17 @@ def test_presigned_transfers_are_not_advertised(tracking_server: TrackingServer)
 ADMIN = new_admin()
 
 
+@dataclass(frozen=True)
+class Replica:
+    url: str
+    container: DockerContainer
+
+
 @pytest.fixture(scope="module")
-def auth_servers(
+def auth_replicas(
     tracking_server_image: str, docker_network: Network, mysql: MySQL, minio: MinIO
-) -> Iterator[list[str]]:
-    """Two replicas with basic-auth on, started at once on a fresh database."""
+) -> Iterator[list[Replica]]:
+    """Two replicas with basic-auth on (two workers each), started at once on a fresh database."""
     env = auth_env(mysql, minio, "mlflow_replicas", ADMIN)
     replicas = [
         tracking_server_container(tracking_server_image, docker_network, env, alias=None)
@@ -154,10 +164,18 @@ def auth_servers(
     try:
         for start in starts:
             start.result()
-        yield [f"http://{r.get_container_host_ip()}:{r.get_exposed_port(5000)}" for r in replicas]
+        yield [
+            Replica(f"http://{r.get_container_host_ip()}:{r.get_exposed_port(5000)}", r)
+            for r in replicas
+        ]
     finally:
         for replica in replicas:
             replica.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_servers(auth_replicas: list[Replica]) -> list[str]:
+    return [replica.url for replica in auth_replicas]
 
 
 def test_replicas_started_together_both_serve(auth_servers: list[str]) -> None:
@@ -196,6 +214,99 @@ def test_admin_can_do_everything_and_a_reader_only_reads(
     assert reader.get_run(admin_run.info.run_id).data.params == {"who": "admin"}
     with pytest.raises(mlflow.exceptions.MlflowException, match=r"PERMISSION_DENIED|403"):
         reader.create_run(experiment_id)
+
+
+# --- logins: verified once per worker, never against a stale hash ---------------------------
+
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+CONNECTIONS = 3  # per replica, each kept open: later requests on it reach the same worker
+
+
+def statuses(sessions: list[requests.Session], url: str, login: tuple[str, str]) -> list[int]:
+    """One request per kept-open connection, logged in as `login`."""
+    return [s.get(url + SEARCH, auth=login, timeout=30).status_code for s in sessions]
+
+
+def admin_of(url: str, monkeypatch: pytest.MonkeyPatch):
+    """MLflow's user-management client, logged in as the admin, talking to `url`."""
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    return get_app_client("basic-auth", tracking_uri=url)
+
+
+def test_a_password_changed_or_a_user_deleted_elsewhere_is_refused_on_the_next_request(
+    auth_servers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of replica A's connections logs in once (its worker verifies and remembers the
+    password); the password is then changed, or the user deleted, through replica B (other
+    processes, the same auth database); the very next request on each of A's connections
+    (the same worker, the entry in its memory) is refused with the old password."""
+    a, b = auth_servers
+    admin_b = admin_of(b, monkeypatch)
+    name = f"rotating-{secrets.token_hex(3)}"
+    first, second, third = (secrets.token_urlsafe(15) for _ in range(3))
+    admin_b.create_user(name, first)
+    with ExitStack() as stack:
+        sessions = [stack.enter_context(requests.Session()) for _ in range(CONNECTIONS)]
+        assert statuses(sessions, a, (name, first)) == [200] * CONNECTIONS
+        # The user changes its own password as the UI's dialog does (its ajax-api route).
+        changed = requests.patch(
+            f"{b}/ajax-api/2.0/mlflow/users/update-password",
+            json={"username": name, "password": second, "current_password": first},
+            auth=(name, first),
+            timeout=30,
+        )
+        assert changed.status_code == 200, changed.text
+        assert statuses(sessions, a, (name, first)) == [401] * CONNECTIONS
+        assert statuses(sessions, a, (name, second)) == [200] * CONNECTIONS
+        # The admin sets it through MLflow's REST API (the Python client's update_user_password).
+        admin_b.update_user_password(name, third)
+        assert statuses(sessions, a, (name, second)) == [401] * CONNECTIONS
+        assert statuses(sessions, a, (name, third)) == [200] * CONNECTIONS
+        admin_b.delete_user(name)
+        assert statuses(sessions, a, (name, third)) == [401] * CONNECTIONS
+
+
+def test_reset_admin_password_is_obeyed_by_every_replica_at_once(
+    auth_replicas: list[Replica],
+) -> None:
+    """`python -m mlstack.tracking.auth reset-admin-password`, run in replica B with another
+    MLFLOW_AUTH_ADMIN_PASSWORD: the admin's remembered old password is refused by A's
+    workers on the next request; run again with the container's own, it is restored."""
+    a, b = auth_replicas
+    reset = ["python", "-m", "mlstack.tracking.auth", "reset-admin-password"]
+    new = ("admin", secrets.token_urlsafe(18))
+    with ExitStack() as stack:
+        sessions = [stack.enter_context(requests.Session()) for _ in range(CONNECTIONS)]
+        assert statuses(sessions, a.url, ADMIN) == [200] * CONNECTIONS
+        inner = b.container.get_wrapped_container()
+        try:
+            code, output = inner.exec_run(reset, environment={"MLFLOW_AUTH_ADMIN_PASSWORD": new[1]})
+            assert code == 0, output.decode(errors="replace")
+            assert statuses(sessions, a.url, ADMIN) == [401] * CONNECTIONS
+            assert statuses(sessions, a.url, new) == [200] * CONNECTIONS
+        finally:
+            code, output = inner.exec_run(reset)
+            assert code == 0, output.decode(errors="replace")
+        assert statuses(sessions, a.url, ADMIN) == [200] * CONNECTIONS
+
+
+def test_a_wrong_password_is_refused_every_time_and_answered_later_each_time(
+    auth_servers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one connection (one worker): four wrong passwords, each refused, each answer no
+    sooner than its delay (0.25 s more per refusal in a row; a floor, not a timing); then
+    the right password is let in: nobody is locked out."""
+    a = auth_servers[0]
+    name = f"guessed-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(15)
+    admin_of(a, monkeypatch).create_user(name, password)
+    with requests.Session() as session:
+        for attempt in range(1, 5):
+            answer = session.get(a + SEARCH, auth=(name, f"guess-{attempt}"), timeout=30)
+            assert answer.status_code == 401
+            assert answer.elapsed.total_seconds() >= 0.25 * attempt
+        assert session.get(a + SEARCH, auth=(name, password), timeout=30).status_code == 200
 
 
 # --- bad configuration ----------------------------------------------------------------------

@@ -51,7 +51,9 @@ def open_backend_stores() -> None:
 def create_app() -> Any:
     """Build the app for one worker: basic-auth when enabled, else the plain server.
 
-    Either way behind /ready, with its stores open and bounded waits on the object store.
+    Basic-auth verifies each password once per worker and lifetime, and answers refused
+    logins late (credentials.py, failed_logins.py). Either way behind /ready, with its
+    stores open and bounded waits on the object store.
     """
     settings = load_settings()
     bounds = settings.bounds
@@ -62,7 +64,11 @@ def create_app() -> Any:
     if settings.auth is not None:
         from mlflow.server.auth import create_app as create_auth_app
 
-        return Readiness(create_auth_app(), settings.backend_store_uri)
+        from mlstack.tracking.credentials import remember_verified_passwords
+        from mlstack.tracking.failed_logins import FailedLoginDelay
+
+        remember_verified_passwords()  # before MLflow builds its app and opens the store
+        return Readiness(FailedLoginDelay(create_auth_app()), settings.backend_store_uri)
     from mlflow.server.fastapi_app import app
 
     return Readiness(app, settings.backend_store_uri)
