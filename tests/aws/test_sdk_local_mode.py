@@ -32,14 +32,14 @@ from mlstack.aws.local_mode import (
     remove_containers_under,
     route_to_tracking_server,
 )
-from mlstack.channels import reference_payload
+from mlstack.channels import reference_payload, target_and_features
 from mlstack.ports import free_port
-from support.data import TARGET, write_channels
+from support.data import write_channels
 from support.images import ROOT
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]
 
-REFERENCE_SCRIPT = ROOT / "tests" / "support" / "reference_script" / "train.py"
+REFERENCE = ROOT / "tests" / "support" / "reference_script"  # train.py, requirements-*.txt
 SUPPORT = ROOT / "tests" / "support"
 PROGRAMS = {
     "v2": SUPPORT / "sdk2" / "train_local.py",
@@ -55,7 +55,9 @@ SageMaker:
     Modules:
       TelemetryOptOut: true
 """
-PINS = {"image's MLflow": None, "mlflow 2.12.1": "mlflow==2.12.1\n"}
+# requirements.txt (none: the image's own client), and the MLflow the script then logs with.
+PINS = {"image's MLflow": None, "mlflow 2.12.1": "requirements-mlflow-2.12.1.txt"}
+CLIENTS = {"image's MLflow": f"mlflow {mlflow.__version__}", "mlflow 2.12.1": "mlflow 2.12.1"}
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +100,9 @@ def source_dir(tmp_path: Path, requirements: str | None) -> Path:
     """The reference script as its authors ship it, with their requirements.txt if any."""
     source = tmp_path / "source"
     source.mkdir()
-    shutil.copy(REFERENCE_SCRIPT, source / "train.py")
+    shutil.copy(REFERENCE / "train.py", source / "train.py")
     if requirements:
-        (source / "requirements.txt").write_text(requirements)
+        shutil.copy(REFERENCE / requirements, source / "requirements.txt")
     return source
 
 
@@ -163,11 +165,13 @@ def test_reference_script_trains_tracks_and_serves(
     work, cwd = tmp_path / "work", tmp_path / "cwd"
     work.mkdir()
     cwd.mkdir()
+    target, features = target_and_features(data_dir)
     hyperparameters = {
         "tracking_uri": route.uri,
         "experiment_name": experiment,
         "n-estimators": 20,
-        "target": TARGET,
+        "target": target,
+        "features": " ".join(features or []),
     }
     args = [training_image, str(source), "train.py", str(data_dir), str(work)]
     env = program_env(tmp_path, script_env)
@@ -182,13 +186,17 @@ def test_reference_script_trains_tracks_and_serves(
     finally:
         remove_containers_under(work)  # both SDKs leave their job containers stopped
 
+    # The script logged with the client its requirements asked for (the image's otherwise).
+    assert f"{CLIENTS[pin]}: model logged" in stdout
+
     # One run, finished, with its metrics and a model, tagged with the job that made it.
     client = MlflowClient(tracking_server.uri_from_host)
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no experiment {experiment}: see {tmp_path / 'program.log'}"
     [run] = client.search_runs([found.experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics
+    assert run.data.params["n-estimators"] == "20"
+    assert run.data.metrics["AE-at-50th-percentile"] > 0
     assert run.data.tags["sagemaker.training_job_name"] == job_name
     model_dir = Path(
         mlflow.artifacts.download_artifacts(
@@ -201,7 +209,7 @@ def test_reference_script_trains_tracks_and_serves(
 
     # The inference image serves it through SDK v3's local session (and, once, v2's
     # Model.deploy): the reference's request gets the model's own prediction.
-    payload = reference_payload(data_dir / "test" / "test.csv", TARGET)
+    payload = reference_payload(data_dir / "test" / "test.csv", target, features)
     frame = pd.read_json(io.StringIO(payload), orient="split")
     own = float(mlflow.pyfunc.load_model(str(model_dir)).predict(frame)[0])
     served = served_by_v3(inference_image, model_dir, payload, tmp_path / "serve")

@@ -183,6 +183,11 @@ def train(settings: LocalModeRun, session: Any, container_root: Path, tracking_u
     ]
     try:
         trainer.train(input_data_config=channels)
+    except ImportError as error:  # the SDK's way of saying docker compose is missing
+        raise AwsScriptError(
+            f"{str(error).split('. ')[0]}: SageMaker local mode runs `docker compose` "
+            "(install Docker's compose plugin)"
+        ) from None
     except RuntimeError as error:  # how the SDK reports a failed job
         reason = failure_reason(container_root) or str(error).strip().splitlines()[-1]
         raise AwsScriptError(
