@@ -15,8 +15,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -29,10 +28,11 @@ from testcontainers.core.network import Network
 from mlstack.cli import cli
 from mlstack.local import jobs as local_jobs
 from mlstack_training.paths import OptML
-from support.containers import has_exited, logs_of
+from support.containers import logs_of
 from support.images import ROOT
+from support.serving import serving
 from support.stack import TrackingServer
-from support.waiting import wait_for_http, wait_until
+from support.waiting import wait_until
 
 from .helpers import FEATURES, TARGET, training_container
 
@@ -84,33 +84,6 @@ def loop(
 def runs_in(client: MlflowClient, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id]) if found else []
-
-
-@contextmanager
-def serving(image: str, network: Network, env: dict[str, str]) -> Iterator[str]:
-    """The inference image serving MODEL_URI; yields its URL once /ping answers 200."""
-    container = docker.from_env().containers.run(
-        image,
-        ["serve"],
-        detach=True,
-        environment=env,
-        network=network.name,
-        ports={"8080/tcp": ("127.0.0.1", None)},
-        name=f"mlstack-script-serve-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        url = f"http://127.0.0.1:{port}"
-        wait_for_http(
-            f"{url}/ping",
-            timeout=120,
-            give_up=lambda: has_exited(container),
-            message=lambda: f"not ready: {logs_of(container)}",
-        )
-        yield url
-    finally:
-        container.remove(force=True)
 
 
 def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
