@@ -6,9 +6,9 @@ server. No AWS account needed.
    DATA_DIR/train and DATA_DIR/test, tracked at the tracking server; its model.tar.gz is
    copied to SAGEMAKER_LOCAL_OUTPUT/JOB/. With SOURCE_DIR and ENTRY_POINT the job runs that
    script (`SourceCode`, with SOURCE_DIR/requirements.txt installed when there is one): v3
-   then starts its own driver in the image instead of the image's entrypoint, so the tracking
-   server and experiment go to the job as MLFLOW_* environment too. The script must save an
-   MLflow model into SM_MODEL_DIR for step 2.
+   then starts its own driver in the image instead of the image's entrypoint, and the image's
+   MLflow plugin tracks and tags the script's runs from the hyperparameters all the same.
+   The script must save an MLflow model into SM_MODEL_DIR for step 2.
 2. That model.tar.gz is served by the inference image through v3's local session and sent
    the reference's request (the first test row as `df.iloc[[0]].to_json(orient="split")`).
 3. The run's container root (SAGEMAKER_LOCAL_OUTPUT/work/RUN: v3 would use the current
@@ -168,13 +168,8 @@ def train(settings: LocalModeRun, session: Any, container_root: Path, tracking_u
         compute=Compute(instance_type="local_cpu", instance_count=1),
         hyperparameters={"tracking_uri": tracking_uri, **settings.hyperparameters},
         # The stack's credentials (make exports them) as environment, not hyperparameters,
-        # which SageMaker records in the job's description. MLFLOW_*: under v3 a script runs
-        # from v3's driver, not from the image's script mode, which would set them.
-        environment={
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "MLFLOW_EXPERIMENT_NAME": settings.experiment_name,
-            **settings.credentials,
-        },
+        # which SageMaker records in the job's description.
+        environment=settings.credentials,
         source_code=settings.source_code,
         local_container_root=str(container_root),
     )
