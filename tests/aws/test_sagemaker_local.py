@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -157,6 +158,9 @@ def test_a_failing_script_is_one_line(
     result = run_aws("sagemaker-local", env, timeout=900, cwd=cwd)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("mlstack-aws: error: the training job failed: ")
+    assert re.fullmatch(
+        r"mlstack-aws: error: the training job mlstack-local-\d{14} failed; its log is above", last
+    )
+    assert "no data for this model" in result.stderr  # the script's own words, in its log
     assert all_containers() <= containers
     assert not os.listdir(cwd)

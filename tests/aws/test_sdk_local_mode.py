@@ -36,6 +36,7 @@ from mlstack.channels import reference_payload, target_and_features
 from mlstack.ports import free_port
 from support.data import write_channels
 from support.images import ROOT
+from support.stack import point_mlflow_at
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]
 
@@ -159,6 +160,7 @@ def test_reference_script_trains_tracks_and_serves(
     data_dir: Path,
     tmp_path: Path,
     script_env,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     experiment = f"reference-{sdk}-{'pinned' if PINS[pin] else 'image'}"
     source = source_dir(tmp_path, PINS[pin])
@@ -198,11 +200,12 @@ def test_reference_script_trains_tracks_and_serves(
     assert run.data.params["n-estimators"] == "20"
     assert run.data.metrics["AE-at-50th-percentile"] > 0
     assert run.data.tags["sagemaker.training_job_name"] == job_name
+    # As a user loads it. Globally: MLflow 3.17 resolves a model logged by MLflow 3 (under
+    # the logged model, not the run) with the global tracking URI, not download's argument.
+    point_mlflow_at(monkeypatch, tracking_server.uri_from_host)
     model_dir = Path(
         mlflow.artifacts.download_artifacts(
-            f"runs:/{run.info.run_id}/model",
-            dst_path=str(tmp_path / "model"),
-            tracking_uri=tracking_server.uri_from_host,
+            f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "model")
         )
     )
     assert (model_dir / "MLmodel").is_file()

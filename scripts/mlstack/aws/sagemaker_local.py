@@ -145,11 +145,12 @@ def load_settings(settings: AwsSettings) -> LocalModeRun:
 
 
 def failure_reason(container_root: Path) -> str:
-    """The first line of the job's /opt/ml/output/failure, when it wrote one."""
+    """What the job wrote to /opt/ml/output/failure, in one line; "" when it wrote nothing
+    but v3's driver's note (which points at CloudWatch, where a local job has no logs)."""
     for path in container_root.glob("*/output/failure"):
-        lines = path.read_text(errors="replace").strip().splitlines()
-        if lines:
-            return lines[-1][:300]
+        text = " ".join(path.read_text(errors="replace").split())
+        if text and "CloudWatch" not in text:
+            return text[:300]
     return ""
 
 
@@ -183,10 +184,11 @@ def train(settings: LocalModeRun, session: Any, container_root: Path, tracking_u
             f"{str(error).split('. ')[0]}: SageMaker local mode runs `docker compose` "
             "(install Docker's compose plugin)"
         ) from None
-    except RuntimeError as error:  # how the SDK reports a failed job
-        reason = failure_reason(container_root) or str(error).strip().splitlines()[-1]
+    except RuntimeError:  # how the SDK reports a failed job (its compose file is written)
+        reason = failure_reason(container_root)
         raise AwsScriptError(
-            f"the training job failed: {reason}; the containers' logs are above"
+            f"the training job {job_name_in(container_root)} failed"
+            f"{': ' + reason if reason else ''}; its log is above"
         ) from None
     return job_name_in(container_root)
 
@@ -247,7 +249,12 @@ def main(aws_settings: AwsSettings) -> int:
     settings = load_settings(aws_settings)
     quiet_hosting_thread_exit()
     container_root = settings.output_dir / "work" / f"mlstack-{uuid.uuid4().hex[:12]}"
-    container_root.mkdir(parents=True)
+    try:
+        container_root.mkdir(parents=True)
+    except OSError as error:
+        raise AwsScriptError(
+            f"cannot write into SAGEMAKER_LOCAL_OUTPUT {settings.output_dir}: {error.strerror}"
+        ) from None
     route = None
     try:
         route = route_to_tracking_server(
