@@ -139,8 +139,8 @@ def test_script_mode_with_entry_point_and_source_dir(
 def test_a_failing_script_is_one_line(
     training_image, inference_image, tracking_server, tmp_path, run_aws, script_env
 ):
-    """A script that raises: the job's own failure reason in one line, exit 1, and still
-    nothing left behind."""
+    """A script that fails: one line naming the job and how it ended (the script's own words
+    are in its log above), exit 1, and still nothing left behind."""
     source = tmp_path / "failing"
     source.mkdir()
     (source / "train.py").write_text("raise SystemExit('no data for this model')\n")
@@ -159,7 +159,9 @@ def test_a_failing_script_is_one_line(
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"mlstack-aws: error: the training job mlstack-local-\d{14} failed; its log is above", last
+        r"mlstack-aws: error: the training job mlstack-local-\d{14} failed: "
+        r"the script exited with status 1; its log is above",
+        last,
     )
     assert "no data for this model" in result.stderr  # the script's own words, in its log
     assert all_containers() <= containers

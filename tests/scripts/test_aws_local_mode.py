@@ -1,6 +1,6 @@
 """What `mlstack aws sagemaker-local` and `tune` read from the SageMaker SDK v3 without Docker:
-a local job's name from the compose file v3 itself writes, and SOURCE_DIR / ENTRY_POINT as
-v3's SourceCode."""
+a local job's name from the compose file v3 itself writes, why a job failed, and SOURCE_DIR /
+ENTRY_POINT as v3's SourceCode."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from mlstack.aws.common import AwsScriptError, source_code
 from mlstack.aws.local_mode import job_name_in
+from mlstack.aws.sagemaker_local import failure_reason
 from mlstack.settings import AwsSettings, load
 
 
@@ -70,3 +71,25 @@ def test_source_code_names_requirements_only_when_there_are_some(tmp_path: Path)
 def test_source_code_refuses_half_a_script(values: dict[str, str], message: str) -> None:
     with pytest.raises(AwsScriptError, match=message):
         source_code(settings(**values))
+
+
+@pytest.mark.parametrize(
+    ("written", "reason"),
+    [
+        # The image's own (built-in job, script mode): the last line of the traceback.
+        ("Traceback (most recent call last):\n  ...\nValueError: no rows in train\n",
+         "ValueError: no rows in train"),
+        # v3's driver: the traceback of the script's exit, as the SDK writes it.
+        ("Traceback (most recent call last):\n  File ...\nsubprocess.CalledProcessError: "
+         "Command '['/opt/venv/bin/python3', 'train.py']' returned non-zero exit status 3.\n",
+         "the script exited with status 3"),
+        # v3's driver's note when it knows nothing: it points at CloudWatch.
+        ("Training Execution failed. For more details, see CloudWatch logs at "
+         "'aws/sagemaker/TrainingJobs'.\nTrainingJob - mlstack-local-20261204203015", ""),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_the_failure_reason_is_the_jobs_own(tmp_path: Path, written: str, reason: str) -> None:
+    (tmp_path / "algo-1" / "output").mkdir(parents=True)
+    (tmp_path / "algo-1" / "output" / "failure").write_text(written)
+    assert failure_reason(tmp_path) == reason

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -145,12 +146,18 @@ def load_settings(settings: AwsSettings) -> LocalModeRun:
 
 
 def failure_reason(container_root: Path) -> str:
-    """What the job wrote to /opt/ml/output/failure, in one line; "" when it wrote nothing
-    but v3's driver's note (which points at CloudWatch, where a local job has no logs)."""
+    """The last line of the job's /opt/ml/output/failure (the image's own reason). v3's
+    driver writes its own there instead: the traceback of the script's exit, said here as
+    the exit status, or a note pointing at CloudWatch, where a local job has no logs ("")."""
     for path in container_root.glob("*/output/failure"):
-        text = " ".join(path.read_text(errors="replace").split())
-        if text and "CloudWatch" not in text:
-            return text[:300]
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+        lines = [line for line in lines if line]
+        if not lines or any("CloudWatch" in line for line in lines):
+            continue
+        exited = re.search(r"returned non-zero exit status (\d+)", lines[-1])
+        if exited:
+            return f"the script exited with status {exited.group(1)}"
+        return lines[-1][:300]
     return ""
 
 
