@@ -37,7 +37,7 @@ TOOLKIT_ENV = {
     "SM_TRAINING_ENV": json.dumps({"hyperparameters": {}, "job_name": None}),
     "MLSTACK_JOB_KEY": "k1",
     "AWS_REGION": "eu-west-1",
-    "MLSTACK_IMAGE": "mlstack/training:0.1.0",
+    "MLSTACK_IMAGE": "mlstack/training:9.9.9",
 }
 
 
@@ -62,7 +62,7 @@ def test_tags_under_the_toolkit() -> None:
         "https://eu-west-1.console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/train-1"
     )
     assert tags["mlstack.entry_point"] == "train.py"
-    assert tags["mlstack.image"] == "mlstack/training:0.1.0"
+    assert tags["mlstack.image"] == "mlstack/training:9.9.9"
     assert tags["mlstack.job_key"] == "k1"
     assert "mlflow.parentRunId" not in tags
 

@@ -36,7 +36,7 @@ from support.containers import run_to_exit
 from support.serving import serving
 from support.stack import TrackingServer
 
-from .helpers import FEATURES, TARGET
+from .helpers import FEATURES, job_hyperparameters
 
 pytestmark = pytest.mark.docker
 
@@ -59,24 +59,6 @@ class Job:
 def sdk3_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SageMaker SDK v3's released driver files (its wheels, unpacked)."""
     return sdk3_driver.sdk_files(tmp_path_factory.mktemp("sdk3"))
-
-
-@pytest.fixture
-def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri_from_host)
-    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
-    return MlflowClient(tracking_server.uri_from_host)
-
-
-def job_hyperparameters(server: TrackingServer, experiment: str) -> dict[str, object]:
-    """What the user passes: the tracking settings, the data's columns, a small forest."""
-    return {
-        "tracking_uri": server.uri_in_network,
-        "experiment_name": experiment,
-        "features": FEATURES,
-        "target": TARGET,
-        "n-estimators": 10,
-    }
 
 
 @pytest.fixture
@@ -159,7 +141,7 @@ def test_reference_script_runs_unchanged_and_its_model_is_served(
     run_job = request.getfixturevalue("run_sdk3" if driver == "sdk3" else "run_script_mode")
     experiment = f"reference-{driver}-{pin or 'image'}-{uuid.uuid4().hex[:6]}"
     source = reference_script.source_dir(tmp_path / "source", pin)
-    job = run_job(source, job_hyperparameters(tracking_server, experiment))
+    job = run_job(source, {**job_hyperparameters(tracking_server, experiment), "n-estimators": 10})
     assert job.status == 0, job.logs[-3000:]
     print(f"{driver} job with MLflow {pin or IMAGE_MLFLOW}: {job.seconds:.1f} s")
     assert f"mlflow {pin or IMAGE_MLFLOW}: model logged" in job.logs

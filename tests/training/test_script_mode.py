@@ -34,19 +34,12 @@ from support.serving import serving
 from support.stack import TrackingServer
 from support.waiting import wait_until
 
-from .helpers import FEATURES, TARGET, training_container
+from .helpers import FEATURES, job_hyperparameters, training_container
 
 pytestmark = pytest.mark.docker
 
 EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MLFLOW_2 = "2.22.1"  # what the example's requirements.txt pins
-
-
-@pytest.fixture
-def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri_from_host)
-    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
-    return MlflowClient(tracking_server.uri_from_host)
 
 
 @pytest.fixture
@@ -198,15 +191,6 @@ def failing_job(
         job_dir, data_dir, {**hps, **script.hyperparameters(job_dir.name)}, script
     )
     return script
-
-
-def job_hyperparameters(server: TrackingServer, experiment: str) -> dict[str, str]:
-    return {
-        "tracking_uri": server.uri_in_network,
-        "experiment_name": experiment,
-        "features": FEATURES,
-        "target": TARGET,
-    }
 
 
 @pytest.mark.parametrize(
