@@ -51,28 +51,28 @@ def run_sagemaker_local(run_aws, env: dict[str, str], tmp_path: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def local_env(script_env, tracking_server, tmp_path: Path, training: str, inference: str, **extra):
-    """The command's settings; every AWS endpoint a closed port (it must call none)."""
-    return script_env(
-        MLFLOW_TRACKING_URI=tracking_server.uri_from_host,
-        DATA_DIR=str(write_channels(tmp_path / "data")),
-        SAGEMAKER_LOCAL_OUTPUT=str(tmp_path / "out"),
-        TRAINING_IMAGE=training,
-        INFERENCE_IMAGE=inference,
-        AWS_ENDPOINT_URL="http://127.0.0.1:9",
-        **extra,
-    )
+@pytest.fixture
+def local_env(training_image, inference_image, tracking_server, tmp_path, script_env):
+    """The command's settings, with these extra; every AWS endpoint a closed port (it must
+    call none)."""
+    data = write_channels(tmp_path / "data")
+
+    def env(**extra: str) -> dict[str, str]:
+        return script_env(
+            MLFLOW_TRACKING_URI=tracking_server.uri_from_host,
+            DATA_DIR=str(data),
+            SAGEMAKER_LOCAL_OUTPUT=str(tmp_path / "out"),
+            TRAINING_IMAGE=training_image,
+            INFERENCE_IMAGE=inference_image,
+            AWS_ENDPOINT_URL="http://127.0.0.1:9",
+            **extra,
+        )
+
+    return env
 
 
-def test_train_track_deploy_and_predict(
-    training_image, inference_image, tracking_server, tmp_path, run_aws, script_env
-):
+def test_train_track_deploy_and_predict(local_env, tracking_server, tmp_path, run_aws):
     env = local_env(
-        script_env,
-        tracking_server,
-        tmp_path,
-        training_image,
-        inference_image,
         EXPERIMENT_NAME=EXPERIMENT,
         N_ESTIMATORS="20",
         RANDOM_STATE="7",
@@ -104,19 +104,12 @@ def test_train_track_deploy_and_predict(
     assert summary["seconds"]["training"] > 0 and summary["seconds"]["endpoint"] > 0
 
 
-def test_script_mode_with_entry_point_and_source_dir(
-    training_image, inference_image, tracking_server, tmp_path, run_aws, script_env
-):
+def test_script_mode_with_entry_point_and_source_dir(local_env, tracking_server, tmp_path, run_aws):
     """A SageMaker scikit-learn script through v3's SourceCode (its requirements.txt with an
     MLflow 2.x client installed by v3's driver): tracked and tagged, its model.tar.gz served
     by the inference image."""
     experiment = f"{EXPERIMENT}-script"
     env = local_env(
-        script_env,
-        tracking_server,
-        tmp_path,
-        training_image,
-        inference_image,
         EXPERIMENT_NAME=experiment,
         N_ESTIMATORS="25",
         SOURCE_DIR=str(ROOT / "examples" / "gradient_boosting"),
@@ -136,20 +129,13 @@ def test_script_mode_with_entry_point_and_source_dir(
     assert 0 < float(prediction) < 400
 
 
-def test_a_failing_script_is_one_line(
-    training_image, inference_image, tracking_server, tmp_path, run_aws, script_env
-):
+def test_a_failing_script_is_one_line(local_env, tmp_path, run_aws):
     """A script that fails: one line naming the job and how it ended (the script's own words
     are in its log above), exit 1, and still nothing left behind."""
     source = tmp_path / "failing"
     source.mkdir()
     (source / "train.py").write_text("raise SystemExit('no data for this model')\n")
     env = local_env(
-        script_env,
-        tracking_server,
-        tmp_path,
-        training_image,
-        inference_image,
         SOURCE_DIR=str(source),
         ENTRY_POINT="train.py",
     )
