@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import requests
+from mlstack_mlflow_plugin.job import JOB_KEY_TAG
 
 from mlstack_training.config import Settings
 from mlstack_training.errors import TrainingError
@@ -21,7 +22,6 @@ from mlstack_training.tracking import FAILURE_TAG, FAILURE_TAG_LIMIT, redact
 
 log = logging.getLogger(__name__)
 
-JOB_KEY_TAG = "mlstack.job_key"
 REQUEST_TIMEOUT = 10.0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from mlstack_mlflow_plugin.job import FAILURE_TAG, FAILURE_TAG_LIMIT
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_fixed
 
 from mlstack_training.errors import TrainingError
@@ -21,8 +22,6 @@ from mlstack_training.errors import TrainingError
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "model"
-FAILURE_TAG = "mlstack.failure_reason"
-FAILURE_TAG_LIMIT = 5000  # MLflow tag values hold up to 8000 characters
 
 
 def redact(uri: str) -> str:
