@@ -61,12 +61,29 @@ help: ## List the targets
 $(VENV)/.installed: requirements-dev.txt requirements-aws.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	@# A venv that has SageMaker SDK v2: pip would install v3's packages, then delete the
+	@# files they share with v2 as it removes v2. Without v2 first, v3 installs whole.
+	$(VENV)/bin/pip uninstall --quiet --yes sagemaker
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -r requirements-aws.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the host virtualenv (test and script dependencies, the `mlstack` command)
+
+# The SageMaker Python SDK v2 in a venv of its own (the host venv has v3): the tests run
+# users' v2 programs in it, as they have them.
+VENV_SDK2 := .venv-sdk2
+SDK2_LOCK := tests/support/sdk2/requirements.lock
+
+$(VENV_SDK2)/.installed: $(SDK2_LOCK)
+	python3 -m venv $(VENV_SDK2)
+	$(VENV_SDK2)/bin/pip install --quiet --upgrade pip
+	$(VENV_SDK2)/bin/pip install --quiet --require-hashes --no-deps -r $(SDK2_LOCK)
+	touch $@
+
+.PHONY: venv-sdk2
+venv-sdk2: $(VENV_SDK2)/.installed ## Create the SageMaker SDK v2 virtualenv the tests run users' v2 programs in
 
 .PHONY: offline-images
 offline-images: ## Build local stand-ins for public images where no registry is reachable
@@ -95,11 +112,12 @@ IMAGE_PINS := $(foreach image,$(IMAGES),images/$(image)/requirements.txt) \
 LOCKS := $(foreach image,$(IMAGES),images/$(image)/requirements.lock) images/training/requirements-build.lock
 
 .PHONY: lock
-lock: venv ## Regenerate the images' lock files (images/*/requirements*.lock) from their pins; UPGRADE=1 for newer transitive versions
+lock: venv ## Regenerate the lock files (images/*/requirements*.lock, tests/support/sdk2/) from their pins; UPGRADE=1 for newer transitive versions
 	$(UV_COMPILE) $(IMAGE_PINS) -c requirements-dev.txt -c requirements-aws.txt \
 		-o images/constraints.txt
 	$(foreach lock,$(LOCKS),$(UV_COMPILE) --generate-hashes -c images/constraints.txt \
 		$(lock:.lock=.txt) -o $(lock) &&) true
+	$(UV_COMPILE) --generate-hashes -c requirements-dev.txt $(SDK2_LOCK:.lock=.txt) -o $(SDK2_LOCK)
 
 # --- checks -------------------------------------------------------------------------------
 
@@ -109,7 +127,7 @@ lint: venv ## ruff: lint and format check
 	$(VENV)/bin/ruff format --check .
 
 .PHONY: test
-test: venv ## Run every test (builds images; needs Docker)
+test: venv venv-sdk2 ## Run every test (builds images; needs Docker)
 	$(PY) -m pytest
 
 .PHONY: test-fast
@@ -117,7 +135,7 @@ test-fast: venv ## Run the tests that need no Docker
 	$(PY) -m pytest -m "not docker and not aws"
 
 .PHONY: test-aws
-test-aws: venv ## Run the AWS tests only (moto, a local registry, SageMaker local mode)
+test-aws: venv venv-sdk2 ## Run the AWS tests only (moto, a local registry, SageMaker local mode)
 	$(PY) -m pytest -m aws
 
 # --- the local stack ----------------------------------------------------------------------

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("inference", "tracking-server", "training")
 
 # Every requirements and lock file the product installs from. Deliberately outside:
-# examples/*/requirements.txt (a user's script's own environment: the example pins an
-# MLflow 2.x client, installed over the image's at job time, as SageMaker does) and
-# tests/support/mlflow2/ (the MLflow 2.6 server and 2.12 client of the upgrade test).
+# examples/*/requirements.txt and tests/support/reference_script/ (a user's script's own
+# environment: MLflow 2.x/3.x clients, installed over the image's at job time, as SageMaker
+# does), tests/support/mlflow2/ (the MLflow 2.6 server and 2.12 client of the upgrade test)
+# and tests/support/sdk2/ (the SageMaker SDK v2 venv users' v2 programs run in).
 PIN_FILES = sorted(
     [
         ROOT / "requirements-dev.txt",
@@ -67,7 +68,7 @@ def test_one_version_per_dependency_across_every_pin_and_lock_file() -> None:
 @pytest.mark.parametrize(
     "source",
     [f"images/{image}/requirements.txt" for image in IMAGES]
-    + ["images/training/requirements-build.txt"],
+    + ["images/training/requirements-build.txt", "tests/support/sdk2/requirements.txt"],
 )
 def test_each_lock_is_current_with_its_pins(source: str) -> None:
     """The lock pins what requirements.txt pins, at the same versions, and names as its direct

@@ -12,10 +12,8 @@ own start-up is measured:
 
 For each it takes the time from `docker run` to the job's first log line, to the script's
 first line (`train.py: started`; for the built-in job, its first line), and to the
-container's exit, and prints medians and their ratios to the built-in job. The exit code
-is shown too: without its requirements.txt the example runs on the image's MLflow 3.17,
-whose `mlflow.sklearn.log_model` refuses the tree model it saved with skops (untrusted
-type sklearn.tree._tree.Tree), so that job fails after training; its start-up still counts.
+container's exit, and prints medians and their ratios to the built-in job, with each job's
+exit code.
 
     .venv/bin/python scripts/benchmarks/script_mode_bench.py --rounds 3
 """

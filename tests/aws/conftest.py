@@ -115,13 +115,15 @@ def moto(moto_server: Moto) -> Moto:
     return moto_server
 
 
-def run_script(command: str, env: dict[str, str], *args: str, timeout: float = 600):
-    """`mlstack aws COMMAND ARGS` in a subprocess (no .env: the test's env only), output
-    captured."""
+def run_script(
+    command: str, env: dict[str, str], *args: str, timeout: float = 600, cwd: Path = ROOT
+):
+    """`mlstack aws COMMAND ARGS` in a subprocess (no .env: the test's env only), run in cwd,
+    output captured."""
     return subprocess.run(
         [sys.executable, "-m", "mlstack", "--env-file", os.devnull, "aws", command, *args],
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

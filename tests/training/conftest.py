@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from mlstack.training.paths import OptML
 from support.data import job_frames, write_channels
+from support.stack import TrackingServer
 
 from .helpers import FEATURES, TARGET
 
@@ -25,6 +27,14 @@ def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd
 def channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The diabetes channels (and hyperparameters.json) exactly as `make data` writes them."""
     return write_channels(tmp_path_factory.mktemp("diabetes"))
+
+
+@pytest.fixture
+def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """MLflow's client on the host, pointed at the session's tracking server."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri_from_host)
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+    return MlflowClient(tracking_server.uri_from_host)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import docker
 
 from mlstack.training.paths import OptML
 from support.containers import Exited, wait_for_exit
+from support.stack import TrackingServer
 
 FEATURES = "age sex bmi bp s1 s2 s3 s4 s5 s6"
 TARGET = "progression"
@@ -24,6 +25,16 @@ METRIC_REGEXES = {
     "mae": r"mae: ([0-9.]+).*$",
     "r2": r"r2: (-?[0-9.]+).*$",
 }
+
+
+def job_hyperparameters(server: TrackingServer, experiment: str) -> dict[str, str]:
+    """A script-mode job's tracking settings and the data's columns, as a user passes them."""
+    return {
+        "tracking_uri": server.uri_in_network,
+        "experiment_name": experiment,
+        "features": FEATURES,
+        "target": TARGET,
+    }
 
 
 def json_encoded(hyperparameters: Mapping[str, str]) -> dict[str, str]:

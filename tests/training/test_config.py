@@ -12,7 +12,6 @@ def test_defaults() -> None:
     settings = read_settings({})
     assert settings.tracking_wait_timeout == 20
     assert (settings.tracking_uri, settings.job_name, settings.region) == (None, None, None)
-    assert settings.image == "mlstack/training"
     assert settings.tracking_insecure_tls is False
 
 

@@ -1,6 +1,6 @@
 """Script mode: a user's training script, written for SageMaker's scikit-learn container,
 run unchanged by the training image through the same job runner as `make local-train` and
-`make local-hpo` (mlstack.cli.local.loop over mlstack.cli.local.jobs), tracked in the session's
+`make local-hpo` (scripts/local_loop.py over scripts/local_jobs.py), tracked in the session's
 tracking server, and its logged model served by the inference image.
 
 The example script (examples/gradient_boosting) pins an MLflow 2.x client in its
@@ -15,8 +15,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -29,24 +28,18 @@ from testcontainers.core.network import Network
 from mlstack.cli.local import jobs as local_jobs
 from mlstack.cli.main import cli
 from mlstack.training.paths import OptML
-from support.containers import has_exited, logs_of
+from support.containers import logs_of
 from support.images import ROOT
+from support.serving import serving
 from support.stack import TrackingServer
-from support.waiting import wait_for_http, wait_until
+from support.waiting import wait_until
 
-from .helpers import FEATURES, TARGET, training_container
+from .helpers import FEATURES, job_hyperparameters, training_container
 
 pytestmark = pytest.mark.docker
 
 EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MLFLOW_2 = "2.22.1"  # what the example's requirements.txt pins
-
-
-@pytest.fixture
-def client(tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri_from_host)
-    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
-    return MlflowClient(tracking_server.uri_from_host)
 
 
 @pytest.fixture
@@ -84,33 +77,6 @@ def loop(
 def runs_in(client: MlflowClient, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id]) if found else []
-
-
-@contextmanager
-def serving(image: str, network: Network, env: dict[str, str]) -> Iterator[str]:
-    """The inference image serving MODEL_URI; yields its URL once /ping answers 200."""
-    container = docker.from_env().containers.run(
-        image,
-        ["serve"],
-        detach=True,
-        environment=env,
-        network=network.name,
-        ports={"8080/tcp": ("127.0.0.1", None)},
-        name=f"mlstack-script-serve-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        url = f"http://127.0.0.1:{port}"
-        wait_for_http(
-            f"{url}/ping",
-            timeout=120,
-            give_up=lambda: has_exited(container),
-            message=lambda: f"not ready: {logs_of(container)}",
-        )
-        yield url
-    finally:
-        container.remove(force=True)
 
 
 def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
@@ -225,15 +191,6 @@ def failing_job(
         job_dir, data_dir, {**hps, **script.hyperparameters(job_dir.name)}, script
     )
     return script
-
-
-def job_hyperparameters(server: TrackingServer, experiment: str) -> dict[str, str]:
-    return {
-        "tracking_uri": server.uri_in_network,
-        "experiment_name": experiment,
-        "features": FEATURES,
-        "target": TARGET,
-    }
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""Script mode's own parts that need no container: detection, the failure reason, the
-child supervisor (streaming, tail, exit status, signals) and the MLflow plugin."""
+"""Script mode's own parts that need no container: detection, the failure reason and the
+child supervisor (streaming, tail, exit status, signals)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import pytest
 
 from mlstack.training.child import Supervisor
 from mlstack.training.paths import FAILURE_REASON_LIMIT, OptML
-from mlstack.training.script_mode import failure_reason, hyperparameter, requested
-from mlstack_mlflow_plugin import TAGS_ENV, JobRunContext
+from mlstack.training.script_mode import ScriptJob, failure_reason, requested
 
 
 def test_script_mode_only_with_a_program(tmp_path: Path) -> None:
@@ -30,12 +29,22 @@ def test_script_mode_only_with_a_program(tmp_path: Path) -> None:
     assert requested(opt_ml, {})
 
 
-def test_hyperparameters_read_as_the_built_in_job_reads_them() -> None:
-    values = {"tracking_uri": "http://mlflow:5000", "parent_run_id": '"abc"', "n-estimators": 5}
-    assert hyperparameter(values, "tracking-uri") == "http://mlflow:5000"
-    assert hyperparameter(values, "parent-run-id") == "abc"
-    assert hyperparameter(values, "n-estimators") == "5"
-    assert hyperparameter(values, "experiment-name") is None
+def test_the_runner_gives_the_script_what_the_plugin_derives_and_its_job_key(
+    tmp_path: Path,
+) -> None:
+    """No tracking URI anywhere: the file store in SM_OUTPUT_DATA_DIR, as the plugin says."""
+    job = ScriptJob(OptML(tmp_path), env={})
+    toolkit_vars = {
+        "SM_TRAINING_ENV": "{}",
+        "SM_HPS": json.dumps({"experiment_name": "exp"}),
+        "SM_OUTPUT_DATA_DIR": str(tmp_path / "output" / "data"),
+    }
+    assert job.tracking_env(toolkit_vars) == {
+        "MLFLOW_TRACKING_URI": (tmp_path / "output" / "data" / "mlruns").as_uri(),
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+        "MLFLOW_EXPERIMENT_NAME": "exp",
+        "MLSTACK_JOB_KEY": job.job_key,
+    }
 
 
 def test_failure_reason_keeps_the_last_lines_within_what_sagemaker_shows() -> None:
@@ -67,14 +76,3 @@ def test_supervisor_passes_sigterm_to_the_child() -> None:
     assert time.monotonic() - started < 30
     assert supervisor.stopped_by == signal.SIGTERM
     assert outcome.exit_code == 128 + signal.SIGTERM
-
-
-def test_plugin_tags_runs_only_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    provider = JobRunContext()
-    monkeypatch.delenv(TAGS_ENV, raising=False)
-    assert not provider.in_context()
-    tags = {"sagemaker.training_job_name": "job-1", "mlflow.parentRunId": "p1"}
-    monkeypatch.setenv(TAGS_ENV, json.dumps(tags))
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # in_context installs its hook
-    assert provider.in_context()
-    assert provider.tags() == tags

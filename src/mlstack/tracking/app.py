@@ -16,6 +16,7 @@ from mlflow.utils.server_info import (
 
 from mlstack.tracking.artifacts import bound_s3_clients
 from mlstack.tracking.config import load_settings
+from mlstack.tracking.missing_artifacts import answer_missing_artifacts_with_404
 from mlstack.tracking.readiness import Readiness
 
 _build_server_info_payload = server_info_api.build_server_info_payload
@@ -58,6 +59,7 @@ def create_app() -> Any:
     settings = load_settings()
     bounds = settings.bounds
     bound_s3_clients(bounds.s3_connect_timeout, bounds.s3_read_timeout, bounds.s3_max_attempts)
+    answer_missing_artifacts_with_404()
     open_backend_stores()
     if not settings.presigned_artifact_urls:
         server_info_api.build_server_info_payload = _server_info_without_presigned_urls

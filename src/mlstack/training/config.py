@@ -46,8 +46,6 @@ class Settings(EntrySettings):
     )
     job_name: str | None = env("TRAINING_JOB_NAME")
     region: str | None = env(AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
-    # The image a user's script runs in, recorded as a tag of its runs (set by the Dockerfile).
-    image: str = env("MLSTACK_IMAGE", "mlstack/training")
     # sagemaker_training.modules.CA_REPOSITORY_ARN_ENV: pip installs from CodeArtifact.
     codeartifact_repository: str | None = env("CA_REPOSITORY_ARN")
     # MLflow's own client variables (mlflow.environment_variables), for script mode's REST

@@ -18,10 +18,10 @@ import requests
 from mlstack.training.config import Settings
 from mlstack.training.errors import TrainingError
 from mlstack.training.tracking import FAILURE_TAG, FAILURE_TAG_LIMIT, redact
+from mlstack_mlflow_plugin.job import JOB_KEY_TAG
 
 log = logging.getLogger(__name__)
 
-JOB_KEY_TAG = "mlstack.job_key"
 REQUEST_TIMEOUT = 10.0
 
 

@@ -22,9 +22,11 @@ What it does itself, where the toolkit falls short of the job contract here: the
 (pip and the script) are run by `child.Supervisor`, which streams their output, keeps their
 last lines for /opt/ml/output/failure (the toolkit's reason is the process's stderr from
 the first line that names an exception class, or nothing at all) and passes SIGTERM on (the
-toolkit installs no handler, and PID 1 ignores signals it does not handle). It also gives
-the script the job's MLflow settings and the tags that mlstack_mlflow_plugin puts on its
-runs, and ends the runs a failed script left RUNNING.
+toolkit installs no handler, and PID 1 ignores signals it does not handle). It checks the
+tracking server and the experiment the job's MLflow settings name before the script runs
+(the image's MLflow plugin, mlstack_mlflow_plugin, gives the script those settings and tags
+its runs, from the SM_* variables exported here), and ends the runs a failed script left
+RUNNING.
 """
 
 from __future__ import annotations
@@ -42,15 +44,16 @@ from typing import Any
 from mlstack.training.child import Outcome, Supervisor
 from mlstack.training.config import EntrySettings, Settings, read_settings
 from mlstack.training.errors import Terminated, TrainingError
-from mlstack.training.hyperparameters import decode_value, normalise_name
 from mlstack.training.paths import FAILURE_REASON_LIMIT, OptML
-from mlstack.training.runs import JOB_KEY_TAG, RestTracking
+from mlstack.training.runs import RestTracking
 from mlstack.training.tracking import redact, wait_for_server
+from mlstack_mlflow_plugin.job import tracking_variables
+from mlstack_mlflow_plugin.settings import JOB_KEY_ENV
+from mlstack_mlflow_plugin.settings import read as read_job
 
 log = logging.getLogger(__name__)
 
 PROGRAM = "sagemaker_program"  # sagemaker_training.params.USER_PROGRAM_PARAM
-TAGS_ENV = "MLSTACK_RUN_TAGS"  # read by mlstack_mlflow_plugin
 EXIT_FAILED = 1
 CLEANUP_WAIT_S = 15.0
 # SageMaker's resourceconfig.json for a single instance, when a hand-made /opt/ml lacks it.
@@ -67,14 +70,6 @@ def requested(opt_ml: OptML, env: Mapping[str, str] | None = None) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(raw, dict) and bool(raw.get(PROGRAM))
-
-
-def hyperparameter(values: Mapping[str, Any], name: str) -> str | None:
-    """A hyperparameter by name, '-' and '_' alike, as the built-in job reads it."""
-    for key, value in values.items():
-        if normalise_name(key) == name:
-            return decode_value(value if isinstance(value, str) else json.dumps(value)) or None
-    return None
 
 
 def failure_reason(header: str, lines: list[str]) -> str:
@@ -196,59 +191,27 @@ class ScriptJob:
 
     # --- tracking ------------------------------------------------------------------------
 
-    def tracking_env(self, training_env: Any, name: str) -> dict[str, str]:
-        """MLflow settings and run tags for the script (hyperparameters win over env)."""
-        hps = training_env.hyperparameters
-        uri = hyperparameter(hps, "tracking-uri") or self.settings.tracking_uri or ""
-        experiment = hyperparameter(hps, "experiment-name") or self.settings.experiment_name or ""
-        tags = json.dumps(self.run_tags(training_env, name))
-        if not uri:
-            # MLflow 3's default store (sqlite) is not in mlflow-skinny: runs go to a file
-            # store in /opt/ml/output/data instead, which SageMaker keeps in output.tar.gz.
-            uri = (self.opt_ml.output_data_dir / "mlruns").resolve().as_uri()
+    def tracking_env(self, env_vars: Mapping[str, str]) -> dict[str, str]:
+        """MLflow's variables for the script, as the image's MLflow plugin derives them from
+        the job's environment (one derivation: mlstack_mlflow_plugin.job), and the job key
+        the plugin tags the script's runs with. Checks the server and the experiment first."""
+        job = read_job({**(os.environ if self.env is None else self.env), **env_vars})
+        variables = tracking_variables(job)
+        uri = variables["MLFLOW_TRACKING_URI"]
+        experiment = variables.get("MLFLOW_EXPERIMENT_NAME", "")
+        if "MLFLOW_ALLOW_FILE_STORE" in variables:
             log.info(
                 "no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI): the "
                 "script's runs go to %s",
                 uri,
             )
-            # MLflow 3.17 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is set (2.x: no-op).
-            out = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ALLOW_FILE_STORE": "true", TAGS_ENV: tags}
-            return {**out, "MLFLOW_EXPERIMENT_NAME": experiment} if experiment else out
+            return {**variables, JOB_KEY_ENV: self.job_key}
         wait_for_server(uri, self.settings.tracking_wait_timeout)
         self.tracking = RestTracking(uri, self.settings)
-        out = {"MLFLOW_TRACKING_URI": uri, TAGS_ENV: tags}
         if experiment:
             self.tracking.ensure_experiment(experiment)
-            out["MLFLOW_EXPERIMENT_NAME"] = experiment
         log.info("the script tracks to %s, experiment %r", redact(uri), experiment or "Default")
-        return out
-
-    def run_tags(self, training_env: Any, name: str) -> dict[str, str]:
-        """The job identity on every run the script starts, and the tuning run's nesting."""
-        job = self.settings.job_name or training_env.job_name or ""
-        if not job:
-            job = str(training_env.additional_framework_parameters.get("sagemaker_job_name", ""))
-        region = self.settings.region or ""
-        source = (
-            f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{job}"
-            if job and region
-            else job or "mlstack-training"
-        )
-        tags = {
-            "mlflow.source.type": "JOB",
-            "mlflow.source.name": source,
-            "mlstack.image": self.settings.image,
-            "mlstack.entry_point": name,
-            "sagemaker.instance_type": str(training_env.current_instance_type),
-            "sagemaker.channels": ",".join(sorted(training_env.channel_input_dirs)),
-            JOB_KEY_TAG: self.job_key,
-        }
-        if job:
-            tags["sagemaker.training_job_name"] = job
-        parent = hyperparameter(training_env.hyperparameters, "parent-run-id")
-        if parent:
-            tags["mlflow.parentRunId"] = parent  # MLflow's UI nests the run under it
-        return tags
+        return {**variables, JOB_KEY_ENV: self.job_key}
 
     # --- the job -------------------------------------------------------------------------
 
@@ -265,9 +228,9 @@ class ScriptJob:
         logging_config.configure_logger(training_env.log_level)
         code = self.source(training_env)
         name, kind = self.entry_point(training_env, code)
-        tracking = self.tracking_env(training_env, name)
-        self.install(code, name, kind)
         env_vars = training_env.to_env_vars()
+        tracking = self.tracking_env(env_vars)
+        self.install(code, name, kind)
         if str(code) not in sys.path:  # as entry_point.install: the code dir leads PYTHONPATH
             sys.path.insert(0, str(code))
         # Written for the script (the child inherits os.environ), not read: the toolkit's SM_*

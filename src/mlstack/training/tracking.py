@@ -17,12 +17,11 @@ import requests
 
 from mlstack.core.waiting import attempts
 from mlstack.training.errors import TrainingError
+from mlstack_mlflow_plugin.job import FAILURE_TAG, FAILURE_TAG_LIMIT
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "model"
-FAILURE_TAG = "mlstack.failure_reason"
-FAILURE_TAG_LIMIT = 5000  # MLflow tag values hold up to 8000 characters
 
 
 def redact(uri: str) -> str:

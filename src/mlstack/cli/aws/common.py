@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlstack import ROOT, version
 from mlstack.cli.channels import ChannelError
-from mlstack.cli.settings import AwsSettings, SettingsError, export_for_libraries
+from mlstack.cli.settings import AwsSettings, SettingsError
 
 ECR_REPOSITORY_PREFIX = "mlstack"
 PROGRAM = "mlstack-aws"
@@ -104,7 +104,6 @@ def git_revision(paths: list[Path], root: Path = ROOT) -> tuple[str, bool]:
 def sagemaker_sdk_logging() -> None:
     """Send the SageMaker SDK's log to stderr (it writes its config notes to stdout, where
     these scripts print only their results); call before importing sagemaker."""
-    export_for_libraries({"SAGEMAKER_SUPPRESS_V2_WARNING": "1"})  # 2.x is pinned on purpose
     logger = logging.getLogger("sagemaker")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -114,7 +113,7 @@ def sagemaker_sdk_logging() -> None:
         logger.propagate = False
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
     # Logged before the SDK checks TelemetryOptOut, which these scripts set: misleading here.
-    logging.getLogger("sagemaker.telemetry").setLevel(logging.WARNING)
+    logging.getLogger("sagemaker.core.telemetry").setLevel(logging.WARNING)
 
 
 def client_error_line(error: Exception) -> str:
@@ -179,17 +178,24 @@ def run(command: list[str], what: str, stdin: str | None = None, quiet: bool = F
     return result.stdout or ""
 
 
-def script_mode(settings: AwsSettings) -> dict[str, str]:
-    """SOURCE_DIR and ENTRY_POINT as the SDK's `source_dir` / `entry_point` (a user's training
-    script in the training image, SageMaker script mode), or {} for the built-in model."""
+def source_code(settings: AwsSettings):
+    """SOURCE_DIR and ENTRY_POINT as the SDK v3's `SourceCode` (a user's training script in
+    the training image), or None for the built-in model. Its requirements.txt, when there is
+    one, is named: v3 installs a requirements file only when told (v2 found it by itself)."""
     source_dir, entry_point = settings.source_dir, settings.entry_point
     if not source_dir and not entry_point:
-        return {}
+        return None
     if not source_dir or not entry_point:
         raise AwsScriptError(
             "set both SOURCE_DIR (the script's directory) and ENTRY_POINT (the script in it), "
             "or neither for the built-in model"
         )
-    if not (Path(source_dir) / entry_point).is_file():
+    directory = Path(source_dir).resolve()
+    if not (directory / entry_point).is_file():
         raise AwsScriptError(f"{entry_point} is not a file in SOURCE_DIR {source_dir}")
-    return {"source_dir": str(Path(source_dir).resolve()), "entry_point": entry_point}
+    from sagemaker.train.configs import SourceCode
+
+    requirements = "requirements.txt" if (directory / "requirements.txt").is_file() else None
+    return SourceCode(
+        source_dir=str(directory), entry_script=entry_point, requirements=requirements
+    )

@@ -9,10 +9,18 @@ training image tags its run with sagemaker.training_job_name, which SageMaker se
 TUNING-JOB-NNN-XXXXXXXX; an older image may not know parent-run-id), then records the best
 job on the parent run and prints that job's name.
 
+The SageMaker Python SDK v3 builds and starts it: a `ModelTrainer` (training_mode
+SAGEMAKER_TRAINING_JOB) describes the jobs, v3's `HyperparameterTuner` the tuning. The
+session's default bucket and prefix are OUTPUT_S3_URI's, so what the SDK stages goes there
+and it never creates a bucket of its own.
+
 With SOURCE_DIR and ENTRY_POINT the training jobs run that script in the training image
-(SageMaker script mode: the SDK uploads SOURCE_DIR as sourcedir.tar.gz next to
-OUTPUT_S3_URI); the script must print the objective as `AE-at-50th-percentile: VALUE`, and
-its runs are tagged and nested by the image's MLflow plugin.
+(`SourceCode`): a tuning job cannot replace the image's entrypoint, so v3 uploads SOURCE_DIR
+as sourcedir.tar.gz to the output bucket and names it in the hyperparameters
+`sagemaker_program` / `sagemaker_submit_directory`, SageMaker's script-mode contract, which
+the image's script mode follows; it also stages its own drivers there as a channel
+`sm_drivers`, which the image does not use. The script must print the objective as
+`AE-at-50th-percentile: VALUE`; its runs are tagged and nested by the image's MLflow plugin.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from mlstack.cli.aws.common import (
     ecr_image_uri,
     main_wrapper,
     sagemaker_sdk_logging,
-    script_mode,
+    source_code,
 )
 from mlstack.cli.channels import split_names, target_and_features
 from mlstack.cli.settings import AwsSettings
@@ -59,7 +67,7 @@ class TuningJob:
     environment: dict[str, str]
     subnets: list[str]
     security_group_ids: list[str]
-    script: dict[str, str]  # source_dir / entry_point, or {} for the built-in model
+    source_code: Any  # v3's SourceCode for the user's script, or None: the built-in model
 
 
 def default_job_name(now: datetime) -> str:
@@ -135,33 +143,62 @@ def tuning_job(settings: AwsSettings, session, tracking_uri: str) -> TuningJob:
         environment=job_environment(settings),
         subnets=subnets,
         security_group_ids=groups,
-        script=script_mode(settings),
+        source_code=source_code(settings),
     )
 
 
-def make_tuner(job: TuningJob, sagemaker_session: Any, parent_run_id: str):
-    """The SageMaker SDK estimator and the reference's HyperparameterTuner."""
-    from sagemaker.estimator import Estimator
-    from sagemaker.tuner import HyperparameterTuner, IntegerParameter
+def sdk_session(session, output_s3_uri: str):
+    """v3's Session on the boto3 session: its default bucket and prefix are OUTPUT_S3_URI's
+    (where v3 stages a script's code), telemetry off."""
+    from sagemaker.core.helper.session_helper import Session
 
-    estimator = Estimator(
-        image_uri=job.image,
-        role=job.role,
-        instance_count=1,
-        instance_type=job.instance_type,
-        output_path=job.output_s3_uri,
-        hyperparameters={**job.static_hyperparameters, "parent-run-id": parent_run_id},
-        environment=job.environment or None,
-        subnets=job.subnets or None,
-        security_group_ids=job.security_group_ids or None,
-        sagemaker_session=sagemaker_session,
-        tags=[{"Key": "project", "Value": "mlstack"}],
-        # Script mode: where the SDK uploads sourcedir.tar.gz (default: the session bucket).
-        code_location=job.output_s3_uri if job.script else None,
-        **job.script,
+    bucket, _, prefix = output_s3_uri[len("s3://") :].partition("/")
+    return Session(
+        boto_session=session,
+        default_bucket=bucket,
+        default_bucket_prefix=prefix or None,
+        sagemaker_config=SDK_CONFIG,
     )
+
+
+def make_trainer(job: TuningJob, sagemaker_session: Any):
+    """The tuning's training jobs, described by a v3 ModelTrainer. v3 checks the role here
+    (iam:SimulatePrincipalPolicy and its trust policy; SAGEMAKER_VALIDATE_ROLE=false skips
+    it): a role SageMaker cannot use is one line before anything starts."""
+    from sagemaker.core.helper.iam_role_resolver import RoleValidationError
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, Networking, OutputDataConfig, Tag
+
+    networking = None
+    if job.subnets:
+        networking = Networking(subnets=job.subnets, security_group_ids=job.security_group_ids)
+    try:
+        return ModelTrainer(
+            sagemaker_session=sagemaker_session,
+            training_image=job.image,
+            role=job.role,
+            base_job_name=job.job_name,
+            compute=Compute(instance_type=job.instance_type, instance_count=1),
+            output_data_config=OutputDataConfig(s3_output_path=job.output_s3_uri),
+            hyperparameters=dict(job.static_hyperparameters),
+            environment=job.environment,
+            networking=networking,
+            tags=[Tag(key="project", value="mlstack")],
+            source_code=job.source_code,
+        )
+    except RoleValidationError as error:
+        reason = " ".join(str(error).strip().splitlines()[:2])
+        raise AwsScriptError(f"SAGEMAKER_ROLE_ARN: {reason}") from None
+
+
+def make_tuner(job: TuningJob, trainer: Any, parent_run_id: str):
+    """The reference's HyperparameterTuner over the trainer's jobs, nested under the run."""
+    from sagemaker.core.parameter import IntegerParameter
+    from sagemaker.train.tuner import HyperparameterTuner
+
+    trainer.hyperparameters = {**trainer.hyperparameters, "parent-run-id": parent_run_id}
     return HyperparameterTuner(
-        estimator,
+        trainer,
         objective_metric_name=tuning.OBJECTIVE,
         objective_type=tuning.OBJECTIVE_TYPE,
         metric_definitions=tuning.METRIC_DEFINITIONS,
@@ -197,7 +234,7 @@ class SageMakerJobs:
     """The tuning's backend on SageMaker: a HyperparameterTuner runs the jobs."""
 
     job: TuningJob
-    sagemaker_session: Any
+    trainer: Any
     sm: Any
     tracking: Any
     experiment_id: str
@@ -205,8 +242,8 @@ class SageMakerJobs:
 
     def run_jobs(self, parent_run_id: str) -> tuning.Best | None:
         """Start the tuning job, follow it to its end, record its counters; the best job."""
-        tuner = make_tuner(self.job, self.sagemaker_session, parent_run_id)
-        tuner.fit(
+        tuner = make_tuner(self.job, self.trainer, parent_run_id)
+        tuner.tune(
             {"train": f"{self.job.data_s3_uri}/train", "test": f"{self.job.data_s3_uri}/test"},
             job_name=self.job.job_name,
             wait=False,
@@ -259,18 +296,16 @@ def main(settings: AwsSettings) -> int:
     """Run the tuning job under one MLflow parent run; print the best training job's name."""
     from mlflow import MlflowClient
 
+    sagemaker_sdk_logging()
     tracking_uri = settings.require("mlflow_tracking_uri")
     session = boto_session(settings)
     account_id(session)
     job = tuning_job(settings, session, tracking_uri)
-    sagemaker_sdk_logging()
-    import sagemaker
-
     client = MlflowClient(tracking_uri)
     experiment = tuning.experiment_id(client, settings.experiment_name)
     backend = SageMakerJobs(
         job=job,
-        sagemaker_session=sagemaker.Session(boto_session=session, sagemaker_config=SDK_CONFIG),
+        trainer=make_trainer(job, sdk_session(session, job.output_s3_uri)),
         sm=session.client("sagemaker"),
         tracking=client,
         experiment_id=experiment,

@@ -1,0 +1,170 @@
+"""The training image's MLflow plugin without a container: the job as SageMaker's variables
+describe it (the toolkit's and SDK v3's driver's), the tags and MLflow settings derived from
+it, the run context provider, and the scikit-learn format default."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from mlstack_mlflow_plugin import job, settings, sklearn_format
+from mlstack_mlflow_plugin.provider import JobRunContext
+
+# What SDK v3's driver exports (container_drivers/scripts/environment.py) for a local job
+# with source code: its own channels in SM_CHANNELS, hyperparameters decoded.
+SDK3_ENV = {
+    "TRAINING_JOB_NAME": "ref-v3-1",
+    "SM_HPS": json.dumps(
+        {"tracking_uri": "http://mlflow:5000", "parent-run-id": "p1", "n-estimators": 10}
+    ),
+    "SM_CHANNELS": json.dumps(["code", "sm_drivers", "test", "train"]),
+    "SM_CURRENT_INSTANCE_TYPE": "local_cpu",
+    "SM_ENTRY_SCRIPT": "train.py",
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+    "SM_TRAINING_ENV": json.dumps({"job_name": "ref-v3-1", "current_instance_type": "local_cpu"}),
+}
+# What sagemaker-training's Environment.to_env_vars exports under the image's entry point:
+# the job's name among the framework parameters, the entry point as SM_USER_ENTRY_POINT.
+TOOLKIT_ENV = {
+    "SM_HPS": json.dumps({"experiment_name": '"exp"', "n-estimators": "10"}),
+    "SM_CHANNELS": json.dumps(["test", "train"]),
+    "SM_CURRENT_INSTANCE_TYPE": "local",
+    "SM_USER_ENTRY_POINT": "train.py",
+    "SM_FRAMEWORK_PARAMS": json.dumps({"sagemaker_job_name": "train-1"}),
+    "SM_TRAINING_ENV": json.dumps({"hyperparameters": {}, "job_name": None}),
+    "MLSTACK_JOB_KEY": "k1",
+    "AWS_REGION": "eu-west-1",
+    "MLSTACK_IMAGE": "mlstack/training:9.9.9",
+}
+
+
+def test_tags_under_sdk3s_driver() -> None:
+    tags = job.run_tags(settings.read(SDK3_ENV))
+    assert tags == {
+        "mlflow.source.type": "JOB",
+        "mlflow.source.name": "ref-v3-1",
+        "mlstack.image": "mlstack/training",
+        "mlstack.entry_point": "train.py",
+        "sagemaker.instance_type": "local_cpu",
+        "sagemaker.channels": "test,train",  # not the SDK's own channels
+        "sagemaker.training_job_name": "ref-v3-1",
+        "mlflow.parentRunId": "p1",
+    }
+
+
+def test_tags_under_the_toolkit() -> None:
+    tags = job.run_tags(settings.read(TOOLKIT_ENV))
+    assert tags["sagemaker.training_job_name"] == "train-1"
+    assert tags["mlflow.source.name"] == (
+        "https://eu-west-1.console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/train-1"
+    )
+    assert tags["mlstack.entry_point"] == "train.py"
+    assert tags["mlstack.image"] == "mlstack/training:9.9.9"
+    assert tags["mlstack.job_key"] == "k1"
+    assert "mlflow.parentRunId" not in tags
+
+
+def test_outside_a_job_nothing_applies() -> None:
+    environment = settings.read({"SM_TRAINING_ENV": "not json", "SM_HPS": "[1]"})
+    assert not environment.in_job
+    assert environment.hyperparameters == {}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {**SDK3_ENV, "MLFLOW_TRACKING_URI": "http://other:5000"},
+            {"MLFLOW_TRACKING_URI": "http://mlflow:5000"},  # the hyperparameter wins
+        ),
+        (
+            {**TOOLKIT_ENV, "MLFLOW_TRACKING_URI": "http://env:5000"},
+            {"MLFLOW_TRACKING_URI": "http://env:5000", "MLFLOW_EXPERIMENT_NAME": "exp"},
+        ),
+        (
+            {"SM_TRAINING_ENV": "{}", "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data"},
+            {
+                "MLFLOW_TRACKING_URI": "file:///opt/ml/output/data/mlruns",
+                "MLFLOW_ALLOW_FILE_STORE": "true",
+            },
+        ),
+    ],
+)
+def test_tracking_variables(env: dict[str, str], expected: dict[str, str]) -> None:
+    assert job.tracking_variables(settings.read(env)) == expected
+
+
+def test_provider_is_active_only_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = JobRunContext()
+    monkeypatch.delenv("SM_TRAINING_ENV", raising=False)
+    assert not provider.in_context()
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # in_context installs its hook
+    for name, value in SDK3_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert provider.in_context()
+    assert provider.tags()["mlflow.parentRunId"] == "p1"
+    assert sys.excepthook is not sys.__excepthook__
+
+
+# --- the scikit-learn format default ---------------------------------------------------------
+
+
+def fake_sklearn(default: object) -> tuple[ModuleType, list[dict[str, Any]]]:
+    """A module with mlflow.sklearn's save_model/log_model signatures (the default of
+    serialization_format as given), recording what each call receives."""
+    calls: list[dict[str, Any]] = []
+
+    def save_model(
+        sk_model, path, conda_env=None, serialization_format=default, skops_trusted_types=None
+    ):
+        calls.append({"format": serialization_format, "trusted": skops_trusted_types})
+
+    def log_model(sk_model, artifact_path=None, serialization_format=default, **kwargs):
+        calls.append({"format": serialization_format, "trusted": kwargs.get(TRUSTED)})
+
+    module = ModuleType("fake_sklearn")
+    module.save_model, module.log_model = save_model, log_model
+    return module, calls
+
+
+TRUSTED = "skops_trusted_types"
+
+
+@pytest.mark.parametrize("default", [None, "skops"], ids=["3.17", "3.14"])
+def test_a_call_naming_no_format_gets_cloudpickle(default: object) -> None:
+    module, calls = fake_sklearn(default)
+    sklearn_format.patch(module)
+    module.log_model("model", "model")
+    module.save_model("model", "/tmp/m")
+    assert calls == [{"format": "cloudpickle", "trusted": None}] * 2
+
+
+@pytest.mark.parametrize("default", [None, "skops"], ids=["3.17", "3.14"])
+def test_a_call_naming_a_format_or_trusted_types_gets_what_it_asked(default: object) -> None:
+    module, calls = fake_sklearn(default)
+    sklearn_format.patch(module)
+    module.log_model("model", "model", "skops")
+    module.save_model("model", "/tmp/m", serialization_format="pickle")
+    module.log_model("model", "model", skops_trusted_types=["sklearn.tree._tree.Tree"])
+    module.save_model("model", "/tmp/m", skops_trusted_types=["sklearn.tree._tree.Tree"])
+    assert [call["format"] for call in calls] == ["skops", "pickle", default, default]
+    assert calls[3]["trusted"] == ["sklearn.tree._tree.Tree"]
+
+
+def test_a_client_defaulting_to_cloudpickle_is_left_alone() -> None:
+    module, _ = fake_sklearn("cloudpickle")  # MLflow 2.x
+    save_model = module.save_model
+    sklearn_format.patch(module)
+    assert module.save_model is save_model
+
+
+def test_patched_once() -> None:
+    module, calls = fake_sklearn(None)
+    sklearn_format.patch(module)
+    sklearn_format.patch(module)
+    module.log_model("model", "model")
+    assert calls == [{"format": "cloudpickle", "trusted": None}]
