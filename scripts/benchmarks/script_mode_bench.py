@@ -10,10 +10,13 @@ own start-up is measured:
 - script + requirements.txt: the same with its requirements.txt (an MLflow 2.x client,
   installed by pip from the package index at every job start, as SageMaker does).
 
+With --baseline-image, the built-in job of that image (another build, e.g. the previous
+release) runs in each round too, so a change's effect on it is measured side by side.
+
 For each it takes the time from `docker run` to the job's first log line, to the script's
-first line (`train.py: started`; for the built-in job, its first line), and to the
-container's exit, and prints medians and their ratios to the built-in job, with each job's
-exit code.
+first line (`train.py: started`; for the built-in job, its `training RandomForestRegressor`
+line, when it starts fitting), and to the container's exit, and prints medians and their
+ratios to the built-in job, with each job's exit code.
 
     .venv/bin/python scripts/benchmarks/script_mode_bench.py --rounds 3
 """
@@ -36,16 +39,19 @@ from mlstack.cli.local import jobs as local_jobs
 
 EXAMPLE = ROOT / "examples" / "gradient_boosting"
 MARKER = b"train.py: started"
+BUILTIN_MARKER = b"training RandomForestRegressor"
 KINDS = ("built-in", "script", "script + requirements.txt")
+BASELINE = "built-in (baseline image)"
 
 
 def job_dir(base: Path, kind: str, data: Path, round_: int) -> Path:
     """A fresh /opt/ml for one job of the given kind."""
-    directory = base / f"{kind.replace(' ', '').replace('+', '-').replace('.', '')}-{round_}"
+    name = "".join(c for c in kind.replace("+", "-") if c.isalnum() or c == "-")
+    directory = base / f"{name}-{round_}"
     spec = json.loads((data / "hyperparameters.json").read_text())
     hps = {**spec, "n-estimators": "100"}
     script = None
-    if kind != "built-in":
+    if not kind.startswith("built-in"):
         source = base / f"src-{kind.replace(' ', '')}"
         if not source.exists():
             shutil.copytree(EXAMPLE, source)
@@ -57,7 +63,7 @@ def job_dir(base: Path, kind: str, data: Path, round_: int) -> Path:
     return directory
 
 
-def time_job(image: str, directory: Path) -> dict[str, float]:
+def time_job(image: str, directory: Path, marker: bytes) -> dict[str, float]:
     """Seconds from `docker run` to the first line, the script's first line, and the exit."""
     started = time.monotonic()
     process = subprocess.Popen(
@@ -69,12 +75,10 @@ def time_job(image: str, directory: Path) -> dict[str, float]:
     for line in iter(process.stdout.readline, b""):
         now = time.monotonic() - started
         first = first if first is not None else now
-        if script is None and MARKER in line:
+        if script is None and marker in line:
             script = now
     code = process.wait()
     total = time.monotonic() - started
-    if script is None and directory.name.startswith("built-in"):
-        script = first  # the built-in job has no script: its first line stands for it
     if script is None:
         raise SystemExit(f"script_mode_bench: error: no script line from the job in {directory}")
     return {"first_line": first or total, "script_line": script, "exit": total, "code": code}
@@ -83,29 +87,38 @@ def time_job(image: str, directory: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=f"mlstack/training:{version()}")
+    parser.add_argument("--baseline-image", help="also time this image's built-in job")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    kinds = {kind: args.image for kind in KINDS}
+    if args.baseline_image:
+        kinds[BASELINE] = args.baseline_image
     with tempfile.TemporaryDirectory(prefix="script-mode-bench-") as tmp:
         base = Path(tmp)
         data = base / "data"
         prepare_data.main(["--dataset", "diabetes", "--output", str(data)])
-        results: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
+        results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
         for round_ in range(args.rounds):
-            for kind in KINDS:
-                timing = time_job(args.image, job_dir(base, kind, data, round_))
+            for kind, image in kinds.items():
+                marker = BUILTIN_MARKER if kind.startswith("built-in") else MARKER
+                timing = time_job(image, job_dir(base, kind, data, round_), marker)
                 results[kind].append(timing)
                 print(f"round {round_ + 1} {kind:26s} {json.dumps(timing)}", file=sys.stderr)
     medians = {
         kind: {key: statistics.median(t[key] for t in timings) for key in timings[0]}
         for kind, timings in results.items()
     }
-    base_line = medians["built-in"]["script_line"]
-    print(f"{'job':26s} {'first line':>11s} {'script line':>12s} {'ratio':>7s} {'exit':>8s} codes")
+    built_in = medians["built-in"]
+    print(
+        f"{'job':26s} {'first line':>11s} {'script line':>12s} {'ratio':>7s} {'exit':>8s}"
+        f" {'ratio':>7s} codes"
+    )
     for kind, m in medians.items():
         codes = ",".join(str(int(t["code"])) for t in results[kind])
         print(
             f"{kind:26s} {m['first_line']:10.2f}s {m['script_line']:11.2f}s"
-            f" {m['script_line'] / base_line:6.2f}x {m['exit']:7.2f}s {codes}"
+            f" {m['script_line'] / built_in['script_line']:6.2f}x {m['exit']:7.2f}s"
+            f" {m['exit'] / built_in['exit']:6.2f}x {codes}"
         )
     return 0
 

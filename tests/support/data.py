@@ -28,7 +28,8 @@ def job_frames(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     training job reads its channels."""
     opt_ml = OptML(root)
     write_channels(opt_ml.channel("train").parent)
-    return data.read_channel(opt_ml, "train"), data.read_channel(opt_ml, "test")
+    train, test = (data.read_channel(opt_ml.channel(name), name) for name in data.CHANNELS)
+    return train, test
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Running the training image against an /opt/ml tree, and what tests compare with."""
+"""Running the training image against an /opt/ml tree, the built-in script as the image's runner
+runs it, and what tests compare with."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import docker
 
 from mlstack.training.paths import OptML
+from mlstack.training.script_mode import BUILTIN_PROGRAM
 from support.containers import Exited, wait_for_exit
 from support.stack import TrackingServer
 
@@ -40,6 +43,52 @@ def job_hyperparameters(server: TrackingServer, experiment: str) -> dict[str, st
 def json_encoded(hyperparameters: Mapping[str, str]) -> dict[str, str]:
     """Hyperparameters as the SageMaker SDK's script mode sends them (each value JSON-encoded)."""
     return {key: json.dumps(value) for key, value in hyperparameters.items()}
+
+
+def toolkit_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's hyperparameters as sagemaker-training 5.1.4 reads hyperparameters.json: each
+    value JSON-decoded where it can be (environment.read_hyperparameters), the `sagemaker_*`
+    keys set apart (Environment)."""
+    decoded: dict[str, Any] = {}
+    for key, value in hyperparameters.items():
+        if key.startswith("sagemaker_"):
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except (TypeError, ValueError):
+            decoded[key] = value
+    return decoded
+
+
+def toolkit_argv(hyperparameters: Mapping[str, Any]) -> list[str]:
+    """The script's command line as the toolkit builds it (mapping.to_cmd_args): `--name
+    value` in name order (`-n value` for a one-letter name), values as text."""
+    argv: list[str] = []
+    for key, value in sorted(toolkit_hyperparameters(hyperparameters).items()):
+        argv += [f"--{key}" if len(key) > 1 else f"-{key}", "" if value is None else str(value)]
+    return argv
+
+
+def job_env(
+    opt_ml: OptML, hyperparameters: Mapping[str, Any], entry_point: str = BUILTIN_PROGRAM
+) -> dict[str, str]:
+    """The SM_* variables the runner exports to the script for this /opt/ml (the toolkit's
+    Environment.to_env_vars): a channel's directory for each channel inputdataconfig.json
+    names, SM_TRAINING_ENV (a script-mode job: the image's MLflow plugin applies)."""
+    config = json.loads(opt_ml.input_data_config_file.read_text())
+    decoded = toolkit_hyperparameters(hyperparameters)
+    env = {
+        "SM_TRAINING_ENV": json.dumps({"hyperparameters": decoded}),
+        "SM_HPS": json.dumps(decoded),
+        "SM_USER_ENTRY_POINT": entry_point,
+        "SM_INPUT_DIR": str(opt_ml.root / "input"),
+        "SM_INPUT_DATA_CONFIG": json.dumps(config),
+        "SM_CHANNELS": json.dumps(sorted(config)),
+        "SM_MODEL_DIR": str(opt_ml.model_dir),
+        "SM_OUTPUT_DATA_DIR": str(opt_ml.output_data_dir),
+    }
+    env.update({f"SM_CHANNEL_{name.upper()}": str(opt_ml.channel(name)) for name in config})
+    return env
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The training image's settings: read from the environment in one place, one line per error."""
+"""The training runner's settings: read from the environment in one place, one line per error."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mlstack.training.errors import TrainingError
 def test_defaults() -> None:
     settings = read_settings({})
     assert settings.tracking_wait_timeout == 20
-    assert (settings.tracking_uri, settings.job_name, settings.region) == (None, None, None)
+    assert (settings.tracking_uri, settings.job_name, settings.program) == (None, None, None)
     assert settings.tracking_insecure_tls is False
 
 
@@ -22,13 +22,6 @@ def test_a_bad_wait_is_named_in_one_line(raw: str) -> None:
     assert str(raised.value) == (
         f"TRACKING_WAIT_TIMEOUT must be a number of seconds above 0, got {raw!r}"
     )
-
-
-def test_region_from_either_variable_aws_region_first() -> None:
-    assert read_settings({"AWS_DEFAULT_REGION": "eu-west-1"}).region == "eu-west-1"
-    both = {"AWS_REGION": "us-east-2", "AWS_DEFAULT_REGION": "eu-west-1"}
-    assert read_settings(both).region == "us-east-2"
-    assert read_settings({**both, "AWS_REGION": ""}).region == "eu-west-1"
 
 
 def test_mlflow_client_variables_and_their_secrets() -> None:
@@ -51,5 +44,7 @@ def test_mlflow_client_variables_and_their_secrets() -> None:
 def test_the_process_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRAINING_JOB_NAME", "job-7")
     monkeypatch.setenv("TRACKING_WAIT_TIMEOUT", "2.5")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", " ")  # blank: unset, the built-in script runs
     settings = read_settings()
     assert (settings.job_name, settings.tracking_wait_timeout) == ("job-7", 2.5)
+    assert settings.program is None

@@ -1,8 +1,7 @@
-"""Reading the channels and checking the columns, without Docker."""
+"""The built-in job's data: reading the channels and checking the columns, without Docker."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pandas as pd
@@ -25,7 +24,7 @@ def test_reads_every_csv_of_a_channel_in_order(
     train.iloc[100:].to_csv(nested / "b.csv", index=False)
     (opt_ml.channel("train") / ".hidden.csv").write_text("junk")
     (opt_ml.channel("train") / "notes.txt").write_text("not data")
-    frame = data.read_channel(opt_ml, "train")
+    frame = data.read_channel(opt_ml.channel("train"), "train")
     assert len(frame) == len(train)
     assert list(frame.columns) == list(train.columns)
 
@@ -41,28 +40,29 @@ def test_reads_every_csv_of_a_channel_in_order(
 def test_bad_channels(make_opt_ml: Callable[..., OptML], train: str | None, message: str) -> None:
     opt_ml = make_opt_ml(train=train)
     with pytest.raises(TrainingError, match=message):
-        data.read_channel(opt_ml, "train")
+        data.read_channel(opt_ml.channel("train"), "train")
 
 
 def test_channel_without_csv_files(make_opt_ml: Callable[..., OptML]) -> None:
     opt_ml = make_opt_ml()
     (opt_ml.channel("train") / "train.csv").rename(opt_ml.channel("train") / "train.parquet")
     with pytest.raises(TrainingError, match=r"holds no \.csv file"):
-        data.read_channel(opt_ml, "train")
+        data.read_channel(opt_ml.channel("train"), "train")
 
 
 def test_files_of_a_channel_must_share_columns(make_opt_ml: Callable[..., OptML]) -> None:
     opt_ml = make_opt_ml()
     (opt_ml.channel("train") / "z.csv").write_text("a,b\n1,2\n")
     with pytest.raises(TrainingError, match="has other columns than"):
-        data.read_channel(opt_ml, "train")
+        data.read_channel(opt_ml.channel("train"), "train")
 
 
-def test_pipe_mode_is_refused(make_opt_ml: Callable[..., OptML]) -> None:
+@pytest.mark.parametrize("mode", ["Pipe", "pipe"])
+def test_pipe_mode_is_refused(make_opt_ml: Callable[..., OptML], mode: str) -> None:
     opt_ml = make_opt_ml()
-    opt_ml.input_data_config_file.write_text(json.dumps({"train": {"TrainingInputMode": "Pipe"}}))
     with pytest.raises(TrainingError, match=r"Pipe input mode.*use File or FastFile"):
-        data.read_channel(opt_ml, "train")
+        data.read_channel(opt_ml.channel("train"), "train", mode)
+    assert len(data.read_channel(opt_ml.channel("train"), "train", "FastFile")) > 0
 
 
 def test_select_makes_float_features(diabetes: tuple[pd.DataFrame, pd.DataFrame]) -> None:

@@ -1,14 +1,17 @@
-"""Hyperparameters as SageMaker passes them: plain strings or JSON-encoded strings."""
+"""The built-in script's hyperparameters, as its command line brings them: SageMaker's
+hyperparameters.json (plain or JSON-encoded strings) through the training toolkit."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from mlstack.training.errors import TrainingError
-from mlstack.training.hyperparameters import decode_value, load, parse, parse_features
+from mlstack.training.hyperparameters import parse, parse_features
+from mlstack_mlflow_plugin import job, settings
+
+from .helpers import toolkit_argv
 
 REFERENCE = {
     "tracking_uri": "http://tracking-server:5000",
@@ -20,6 +23,11 @@ REFERENCE = {
 }
 
 
+def hyperparameters(values: dict[str, object]):
+    """parse() of the command line the toolkit gives the script for these values."""
+    return parse(toolkit_argv(values))
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -28,27 +36,21 @@ REFERENCE = {
         ('"age sex bmi"', "age sex bmi"),
         ("100", "100"),
         ('"100"', "100"),
-        ("true", "true"),  # not reinterpreted: only JSON strings are decoded
         ('"http://h:5000"', "http://h:5000"),
         ('"unterminated', '"unterminated'),
         ('"a" "b"', '"a" "b"'),  # quoted at both ends but not one JSON string
+        ("-x", "-x"),  # a value, not an option
         (100, "100"),
         (2.5, "2.5"),
-        (True, "true"),
     ],
 )
-def test_decode_value(raw: object, expected: str) -> None:
-    assert decode_value(raw) == expected
-
-
-def test_decode_value_refuses_lists() -> None:
-    with pytest.raises(TrainingError, match="must be strings"):
-        decode_value(["a"])
+def test_values_plain_or_json_encoded(raw: object, expected: str) -> None:
+    assert hyperparameters({"target": raw}).target == expected
 
 
 def test_reference_hyperparameters_plain_and_json_encoded_agree() -> None:
-    plain = parse(REFERENCE)
-    encoded = parse({key: json.dumps(value) for key, value in REFERENCE.items()})
+    plain = hyperparameters(REFERENCE)
+    encoded = hyperparameters({key: json.dumps(value) for key, value in REFERENCE.items()})
     assert plain == encoded
     assert plain.tracking_uri == "http://tracking-server:5000"
     assert plain.experiment_name == "diabetes"
@@ -61,7 +63,7 @@ def test_reference_hyperparameters_plain_and_json_encoded_agree() -> None:
 
 
 def test_defaults_and_name_spellings() -> None:
-    hp = parse(
+    hp = hyperparameters(
         {"TARGET": "y", "tracking-uri": "http://x", "n_estimators": "7", "random_state": "0"}
     )
     assert (hp.target, hp.tracking_uri, hp.n_estimators, hp.random_state) == ("y", "http://x", 7, 0)
@@ -69,24 +71,31 @@ def test_defaults_and_name_spellings() -> None:
     assert hp.features == ()  # every column but the target
 
 
+def test_name_equals_value_and_a_value_starting_with_a_dash() -> None:
+    hp = parse(["--Target=y", "--features", "-a -b", "--n-estimators=8"])
+    assert (hp.target, hp.features, hp.n_estimators) == ("y", ("-a", "-b"), 8)
+
+
 def test_integral_floats_are_whole_numbers() -> None:
-    assert parse({"target": "y", "n-estimators": "20.0"}).n_estimators == 20
+    assert hyperparameters({"target": "y", "n-estimators": "20.0"}).n_estimators == 20
 
 
 def test_platform_keys_are_ignored_quietly_and_unknown_keys_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hp = parse(
-        {
-            "target": "y",
-            "sagemaker_program": '"train.py"',
-            "sagemaker_region": '"eu-west-1"',
-            "_tuning_objective_metric": "median-AE",
-            "max-depth": "3",
-        }
-    )
+    values = {
+        "target": "y",
+        "sagemaker_program": '"train.py"',
+        "sagemaker_region": '"eu-west-1"',
+        "_tuning_objective_metric": "median-AE",
+        "max-depth": "3",
+    }
+    hp = hyperparameters(values)
     assert hp.ignored == ("max-depth",)
     assert "max-depth" in caplog.text
+    assert "tuning_objective" not in caplog.text
+    # Given on the command line anyway (the toolkit keeps sagemaker_* for itself): quiet too.
+    assert parse(["--target", "y", "--sagemaker_program", "train.py"]).ignored == ()
     assert "sagemaker_program" not in caplog.text
 
 
@@ -108,7 +117,7 @@ def test_platform_keys_are_ignored_quietly_and_unknown_keys_with_a_warning(
 )
 def test_bad_values_say_which_and_why(values: dict[str, str], message: str) -> None:
     with pytest.raises(TrainingError, match=message):
-        parse(values)
+        hyperparameters(values)
 
 
 def test_features_split_on_spaces_and_commas() -> None:
@@ -116,24 +125,9 @@ def test_features_split_on_spaces_and_commas() -> None:
     assert parse_features("") == ()
 
 
-def test_load_reads_the_file_and_reports_broken_json(tmp_path: Path) -> None:
-    path = tmp_path / "hyperparameters.json"
-    path.write_text(json.dumps({"target": '"y"'}))
-    assert load(path).target == "y"
-    path.write_text("{not json")
-    with pytest.raises(TrainingError, match="is not valid JSON"):
-        load(path)
-    path.write_text("[1, 2]")
-    with pytest.raises(TrainingError, match="must hold a JSON object"):
-        load(path)
-    with pytest.raises(TrainingError, match="target is not set"):
-        load(tmp_path / "missing.json")
-
-
 def test_parent_run_id_nests_the_run() -> None:
-    from mlstack.training.config import load_settings
-    from mlstack.training.job import run_tags
-
-    hp = parse({"target": "progression", "parent-run-id": '"abc123"'})
-    assert hp.parent_run_id == "abc123"
-    assert run_tags(load_settings(hp, {}), hp)["mlflow.parentRunId"] == "abc123"
+    values = {"target": "progression", "parent-run-id": '"abc123"'}
+    assert hyperparameters(values).parent_run_id == "abc123"
+    # The image's MLflow plugin nests the run, from the same hyperparameter.
+    environment = settings.read({"SM_TRAINING_ENV": "{}", "SM_HPS": json.dumps(values)})
+    assert job.run_tags(environment)["mlflow.parentRunId"] == "abc123"

@@ -68,6 +68,19 @@ def test_tags_under_the_toolkit() -> None:
     assert "mlflow.parentRunId" not in tags
 
 
+def test_region_from_either_variable_aws_region_first() -> None:
+    assert settings.read({"AWS_DEFAULT_REGION": "eu-west-1"}).region == "eu-west-1"
+    both = {"AWS_REGION": "us-east-2", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert settings.read(both).region == "us-east-2"
+    assert settings.read({**both, "AWS_REGION": ""}).region == "eu-west-1"
+
+
+def test_a_job_without_a_name_is_named_as_the_image() -> None:
+    tags = job.run_tags(settings.read({"SM_TRAINING_ENV": "{}", "AWS_REGION": "eu-west-1"}))
+    assert tags["mlflow.source.name"] == "mlstack-training"
+    assert "sagemaker.training_job_name" not in tags
+
+
 def test_outside_a_job_nothing_applies() -> None:
     environment = settings.read({"SM_TRAINING_ENV": "not json", "SM_HPS": "[1]"})
     assert not environment.in_job
@@ -84,6 +97,15 @@ def test_outside_a_job_nothing_applies() -> None:
         (
             {**TOOLKIT_ENV, "MLFLOW_TRACKING_URI": "http://env:5000"},
             {"MLFLOW_TRACKING_URI": "http://env:5000", "MLFLOW_EXPERIMENT_NAME": "exp"},
+        ),
+        (
+            {
+                "SM_TRAINING_ENV": "{}",
+                "SM_HPS": json.dumps({"target": "y", "tracking_uri": "http://hp:5000"}),
+                "MLFLOW_TRACKING_URI": "http://env:5000",
+                "MLFLOW_EXPERIMENT_NAME": "env-exp",
+            },
+            {"MLFLOW_TRACKING_URI": "http://hp:5000", "MLFLOW_EXPERIMENT_NAME": "env-exp"},
         ),
         (
             {"SM_TRAINING_ENV": "{}", "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data"},

@@ -1,9 +1,11 @@
-"""Settings of a training job: the only module of the image that reads the environment.
+"""Settings of the training job's runner, read from the environment.
 
-SageMaker's training contract sets TRAINING_JOB_NAME and AWS_REGION in the container, and
-SAGEMAKER_PROGRAM where a framework estimator names the user's entry point
-(sagemaker_training.params.USER_PROGRAM_ENV); the hyperparameters tracking_uri and
-experiment_name win over MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME.
+SageMaker's training contract sets TRAINING_JOB_NAME in the container, and SAGEMAKER_PROGRAM
+where a framework estimator names the user's entry point
+(sagemaker_training.params.USER_PROGRAM_ENV). The job's MLflow variables reach the script's
+MLflow client through the image's MLflow plugin (mlstack_mlflow_plugin: hyperparameters
+tracking_uri and experiment_name winning over MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME),
+which depends on the stdlib alone and reads them itself.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, TypeVar
 
-from pydantic import AliasChoices, SecretStr
+from pydantic import SecretStr
 
 from mlstack.core.settings import Settings as BaseSettings
 from mlstack.core.settings import env, load
 from mlstack.training.errors import TrainingError
-from mlstack.training.hyperparameters import Hyperparameters
 
 DEFAULT_TRACKING_WAIT_TIMEOUT = 20.0
 SECONDS = "must be a number of seconds above 0, got {input!r}"
@@ -24,13 +25,14 @@ E = TypeVar("E", bound="EntrySettings")
 
 
 class EntrySettings(BaseSettings):
-    """What decides which job runs: the built-in one, or the user's script (script mode)."""
+    """What decides which script runs: the user's, or the image's built-in one."""
 
     program: str | None = env("SAGEMAKER_PROGRAM")
 
 
 class Settings(EntrySettings):
-    """Where to track the job, and what SageMaker tells the container about it."""
+    """The runner's settings: the job's tracking server, and what SageMaker tells the
+    container about the job."""
 
     # The one float: its wording says what the number is.
     WORDING: ClassVar[Mapping[str, str]] = {
@@ -39,13 +41,14 @@ class Settings(EntrySettings):
         "finite_number": SECONDS,
     }
 
+    # The job's MLflow settings as the container is given them (the plugin reads them too,
+    # the hyperparameters winning).
     tracking_uri: str | None = env("MLFLOW_TRACKING_URI")
     experiment_name: str | None = env("MLFLOW_EXPERIMENT_NAME")
     tracking_wait_timeout: float = env(
         "TRACKING_WAIT_TIMEOUT", DEFAULT_TRACKING_WAIT_TIMEOUT, gt=0, allow_inf_nan=False
     )
     job_name: str | None = env("TRAINING_JOB_NAME")
-    region: str | None = env(AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     # sagemaker_training.modules.CA_REPOSITORY_ARN_ENV: pip installs from CodeArtifact.
     codeartifact_repository: str | None = env("CA_REPOSITORY_ARN")
     # MLflow's own client variables (mlflow.environment_variables), for script mode's REST
@@ -56,34 +59,8 @@ class Settings(EntrySettings):
     tracking_insecure_tls: bool = env("MLFLOW_TRACKING_INSECURE_TLS", False)
     tracking_server_cert_path: str | None = env("MLFLOW_TRACKING_SERVER_CERT_PATH")
 
-    @property
-    def source_name(self) -> str:
-        """The run's mlflow.source.name: the job's console page when on SageMaker."""
-        if self.job_name and self.region:
-            return (
-                f"https://{self.region}.console.aws.amazon.com/sagemaker/home"
-                f"?region={self.region}#/jobs/{self.job_name}"
-            )
-        return self.job_name or "mlstack-training"
-
-    def for_job(self, hyperparameters: Hyperparameters) -> Settings:
-        """These settings with the tracking_uri / experiment_name hyperparameters winning."""
-        return self.model_copy(
-            update={
-                "tracking_uri": hyperparameters.tracking_uri or self.tracking_uri,
-                "experiment_name": hyperparameters.experiment_name or self.experiment_name,
-            }
-        )
-
 
 def read_settings(given: Mapping[str, str] | None = None, kind: type[E] = Settings) -> E:
     """Read and check the settings (os.environ, or only `given`); TrainingError names the
     first bad one."""
     return load(kind, given, error=TrainingError)
-
-
-def load_settings(
-    hyperparameters: Hyperparameters, env: Mapping[str, str] | None = None
-) -> Settings:
-    """The built-in job's settings: the environment's, with its hyperparameters winning."""
-    return read_settings(env).for_job(hyperparameters)

@@ -1,15 +1,14 @@
-"""Reading the train and test channels and picking the feature and target columns."""
+"""The built-in job's data: the train and test channels' CSV files, its feature and target
+columns."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from mlstack.training.errors import TrainingError
-from mlstack.training.paths import OptML
 
 CHANNELS = ("train", "test")
 
@@ -22,16 +21,8 @@ class Dataset:
     target: pd.Series
 
 
-def check_input_mode(opt_ml: OptML, channel: str) -> None:
+def check_input_mode(channel: str, mode: str) -> None:
     """Refuse Pipe mode: this job reads files (File or FastFile mode)."""
-    path = opt_ml.input_data_config_file
-    if not path.exists():
-        return
-    try:
-        config = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except ValueError:
-        return  # SageMaker writes this file; a hand-made broken one does not matter here
-    mode = (config.get(channel) or {}).get("TrainingInputMode", "File")
     if str(mode).lower() == "pipe":
         raise TrainingError(
             f"the {channel} channel uses Pipe input mode; this image reads CSV files: "
@@ -64,10 +55,10 @@ def read_csv(path: Path, channel: str) -> pd.DataFrame:
     return frame
 
 
-def read_channel(opt_ml: OptML, channel: str) -> pd.DataFrame:
-    """Every CSV file of a channel, concatenated; they must share their columns."""
-    check_input_mode(opt_ml, channel)
-    directory = opt_ml.channel(channel)
+def read_channel(directory: Path, channel: str, mode: str = "File") -> pd.DataFrame:
+    """Every CSV file of a channel (its directory, its TrainingInputMode), concatenated; they
+    must share their columns."""
+    check_input_mode(channel, mode)
     if not directory.is_dir():
         raise TrainingError(
             f"no {channel} channel: {directory} does not exist; give the job a {channel!r} "

@@ -21,20 +21,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from mlstack.training.paths import OptML
-    from mlstack.training.script_mode import requested, run_script_job
+    from mlstack.training.script_mode import run_job
 
-    opt_ml = OptML()
-    if requested(opt_ml):  # sagemaker_program: the user's script
-        return run_script_job(opt_ml)
-    from mlstack.training.job import run_job  # none: the built-in RandomForest
-
-    return run_job(opt_ml)
+    return run_job(OptML())  # the user's script (sagemaker_program), else the built-in one
 
 
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # os._exit: leave at once, without waiting on the forest's worker threads or library
-    # exit hooks once the job has recorded its outcome (matters after SIGTERM).
+    # os._exit: leave at once, without waiting on library exit hooks once the job has
+    # recorded its outcome (matters after SIGTERM).
     os._exit(code)

@@ -1,36 +1,41 @@
-"""Reading the job's hyperparameters from hyperparameters.json.
+"""The built-in job's hyperparameters, read from its command line.
 
-SageMaker passes every hyperparameter as a string. The SageMaker Python SDK's script mode
-JSON-encodes each value first, so the string abc arrives as "\"abc\"" while 100 arrives as
-"100"; both forms are accepted. Names match with '-' and '_' interchangeable, so the
-reference's tracking_uri and n-estimators work as written and so do their other spellings.
+SageMaker writes every hyperparameter as a string to hyperparameters.json. The training
+toolkit JSON-decodes each value where it can (sagemaker_training.environment
+`read_hyperparameters`: the SageMaker SDK's script mode JSON-encodes them, so "\"abc\"" and
+"abc" both give abc) and passes them to the script as `--name value` pairs
+(`Environment.to_cmd_args`), names as the job spelled them. Here names compare lower-case with
+'-' and '_' alike, so the reference's tracking_uri and n-estimators work as written and so do
+their other spellings; a name given twice is an error, the keys SageMaker adds itself
+(`_tuning_objective_metric`, `sagemaker_*`) pass quietly, other unknown ones with a warning.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NoReturn
 
 from mlstack.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-KNOWN = (
-    "tracking-uri",
-    "experiment-name",
-    "n-estimators",
-    "min-samples-leaf",
-    "features",
-    "target",
-    "random-state",
-    "registered-model-name",
-    "parent-run-id",
-)
+KNOWN = {
+    "target": "the column to predict (required)",
+    "features": "feature columns, separated by spaces or commas (default: all but the target)",
+    "n-estimators": "trees in the forest, a whole number of at least 1 (default 100)",
+    "min-samples-leaf": "samples in a leaf, a whole number of at least 1 (default 3)",
+    "random-state": "seed, a whole number of at least 0 (default: random)",
+    "registered-model-name": "also register the logged model under this name",
+    # Applied by the image's MLflow plugin and runner; named here so they are not unknown.
+    "tracking-uri": "MLflow tracking URI (default MLFLOW_TRACKING_URI)",
+    "experiment-name": "MLflow experiment (default MLFLOW_EXPERIMENT_NAME)",
+    "parent-run-id": "nest the job's run under this (tuning) run",
+}
 # Keys the SageMaker SDK and the hyperparameter tuner add on their own.
 PLATFORM_PREFIXES = ("sagemaker_", "sagemaker-", "_")
 
@@ -51,29 +56,24 @@ class Hyperparameters:
     ignored: tuple[str, ...] = field(default=(), compare=False)
 
 
-def decode_value(value: object) -> str:
-    """One hyperparameter value as the plain string it stands for.
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are the job's one-line errors, not a usage text and exit 2."""
 
-    A JSON-encoded string ("\"abc\"") is decoded; anything else stays as it is, so a plain
-    string that merely looks like JSON (100, true) is not reinterpreted.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
-            try:
-                decoded = json.loads(text)
-            except ValueError:
-                return text
-            if isinstance(decoded, str):
-                return decoded.strip()
-        return text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if value is None:
-        return ""
-    raise TrainingError(f"hyperparameter values must be strings, got {json.dumps(value)}")
+    def error(self, message: str) -> NoReturn:
+        raise TrainingError(f"hyperparameters: {message}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The built-in script's command line (`random_forest.py --help`)."""
+    parser = _Parser(
+        prog="random_forest.py",
+        description="The training image's built-in job: a RandomForestRegressor on the train "
+        "and test channels, tracked in MLflow.",
+        allow_abbrev=False,
+    )
+    for name, text in KNOWN.items():
+        parser.add_argument(f"--{name}", metavar="VALUE", help=text)
+    return parser
 
 
 def normalise_name(name: str) -> str:
@@ -81,10 +81,44 @@ def normalise_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def _whole_number(values: Mapping[str, str], name: str, default: int | None, minimum: int):
-    raw = values.get(name, "")
-    if raw == "":
-        return default
+def command_line(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(argv as the parser reads it, the unknown names): each `--name value` pair (the
+    toolkit's: the token after a name is its value, whatever it looks like) or `--name=value`
+    as one `--name=value`, its name normalised; the keys the platform adds left out; a name
+    given twice is an error."""
+    args: list[str] = []
+    unknown: list[str] = []
+    seen: dict[str, str] = {}
+    tokens = iter(argv)
+    for token in tokens:
+        if not token.startswith("-"):
+            unknown.append(token)
+            continue
+        raw, equals, value = token.lstrip("-").partition("=")
+        name = normalise_name(raw)
+        if name in ("help", "h"):
+            args.append("--help")
+            continue
+        if not equals:
+            value = next(tokens, "")
+        if raw.startswith(PLATFORM_PREFIXES):
+            continue
+        if name not in KNOWN:
+            unknown.append(raw)
+        elif name in seen:
+            raise TrainingError(
+                f"hyperparameter {name} is given twice (as {seen[name]!r} and {raw!r})"
+            )
+        else:
+            seen[name] = raw
+            args.append(f"--{name}={value}")
+    return args, unknown
+
+
+def _whole_number(raw: str | None, name: str, minimum: int) -> int | None:
+    """A whole number of at least minimum; None when not given."""
+    if raw is None or raw.strip() == "":
+        return None
     try:
         number = float(raw)
     except ValueError:
@@ -107,53 +141,39 @@ def parse_features(raw: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse(raw: Mapping[str, object]) -> Hyperparameters:
-    """Check and type the hyperparameters read from hyperparameters.json."""
-    values: dict[str, str] = {}
-    ignored: list[str] = []
-    for key, value in raw.items():
-        if key.startswith(PLATFORM_PREFIXES):
-            continue
-        name = normalise_name(key)
-        if name not in KNOWN:
-            ignored.append(key)
-            continue
-        if name in values:
-            raise TrainingError(f"hyperparameter {name} is given twice (as {key!r} and another)")
-        values[name] = decode_value(value)
-    for key in ignored:
-        log.warning("ignoring unknown hyperparameter %r (known: %s)", key, ", ".join(KNOWN))
-    target = values.get("target", "")
+def _text(value: str | None) -> str | None:
+    """A text value, None when not given or blank."""
+    return (value or "").strip() or None
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def parse(argv: Sequence[str]) -> Hyperparameters:
+    """Check and type the hyperparameters of the script's command line."""
+    args, unknown = command_line(argv)
+    for name in unknown:
+        log.warning("ignoring unknown hyperparameter %r (known: %s)", name, ", ".join(KNOWN))
+    values = parser().parse_args(args)
+    target = _text(values.target)
     if not target:
         raise TrainingError(
             "hyperparameter target is not set: name the column to predict "
             "(`mlstack data` prints the features and target of its data)"
         )
-    features = parse_features(values.get("features", ""))
+    features = parse_features(values.features or "")
     if target in features:
         raise TrainingError(f"hyperparameter features must not include the target {target!r}")
     return Hyperparameters(
         target=target,
         features=features,
-        n_estimators=_whole_number(values, "n-estimators", 100, 1),
-        min_samples_leaf=_whole_number(values, "min-samples-leaf", 3, 1),
-        random_state=_whole_number(values, "random-state", None, 0),
-        tracking_uri=values.get("tracking-uri") or None,
-        experiment_name=values.get("experiment-name") or None,
-        registered_model_name=values.get("registered-model-name") or None,
-        parent_run_id=values.get("parent-run-id") or None,
-        ignored=tuple(ignored),
+        n_estimators=_or(_whole_number(values.n_estimators, "n-estimators", 1), 100),
+        min_samples_leaf=_or(_whole_number(values.min_samples_leaf, "min-samples-leaf", 1), 3),
+        random_state=_whole_number(values.random_state, "random-state", 0),
+        tracking_uri=_text(values.tracking_uri),
+        experiment_name=_text(values.experiment_name),
+        registered_model_name=_text(values.registered_model_name),
+        parent_run_id=_text(values.parent_run_id),
+        ignored=tuple(unknown),
     )
-
-
-def load(path: Path) -> Hyperparameters:
-    """Read hyperparameters.json; a missing file means no hyperparameters were given."""
-    if not path.exists():
-        return parse({})
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise TrainingError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(raw, dict):
-        raise TrainingError(f"{path} must hold a JSON object of name -> string")
-    return parse(raw)

@@ -1,4 +1,6 @@
-"""Script mode: run the user's training script as SageMaker's framework containers do.
+"""The job's one runner: the user's training script, or the image's built-in one
+(builtin/random_forest.py) when the job names none, run as SageMaker's framework containers
+run a script.
 
 SageMaker's scikit-learn container hands the job to sagemaker-training (the toolkit,
 aws/sagemaker-training-toolkit 5.1.4), whose `trainer.train()` builds the training
@@ -25,8 +27,12 @@ the first line that names an exception class, or nothing at all) and passes SIGT
 toolkit installs no handler, and PID 1 ignores signals it does not handle). It checks the
 tracking server and the experiment the job's MLflow settings name before the script runs
 (the image's MLflow plugin, mlstack_mlflow_plugin, gives the script those settings and tags
-its runs, from the SM_* variables exported here), and ends the runs a failed script left
-RUNNING.
+its runs, from the SM_* variables exported here), writes the failure file, and ends the runs
+a failed job left RUNNING (KILLED when SIGTERM stopped it).
+
+The built-in script is the image's own source (sagemaker_submit_directory, unpacked to
+/opt/ml/code like any other); it states a failure in one last line on stderr, which becomes
+the job's failure reason as it is.
 """
 
 from __future__ import annotations
@@ -40,13 +46,13 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlstack.training.child import Outcome, Supervisor
-from mlstack.training.config import EntrySettings, Settings, read_settings
+from mlstack.training.config import Settings, read_settings
 from mlstack.training.errors import Terminated, TrainingError
 from mlstack.training.paths import FAILURE_REASON_LIMIT, OptML
-from mlstack.training.runs import RestTracking
-from mlstack.training.tracking import redact, wait_for_server
+from mlstack.training.tracking import RestTracking, redact, wait_for_server
 from mlstack_mlflow_plugin.job import tracking_variables
 from mlstack_mlflow_plugin.settings import JOB_KEY_ENV
 from mlstack_mlflow_plugin.settings import read as read_job
@@ -54,22 +60,30 @@ from mlstack_mlflow_plugin.settings import read as read_job
 log = logging.getLogger(__name__)
 
 PROGRAM = "sagemaker_program"  # sagemaker_training.params.USER_PROGRAM_PARAM
+SOURCE = "sagemaker_submit_directory"  # sagemaker_training.params.SUBMIT_DIR_PARAM
+BUILTIN_SOURCE = Path(__file__).resolve().parent / "builtin"
+BUILTIN_PROGRAM = "random_forest.py"
 EXIT_FAILED = 1
-CLEANUP_WAIT_S = 15.0
 # SageMaker's resourceconfig.json for a single instance, when a hand-made /opt/ml lacks it.
 SINGLE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"]}
 
 
-def requested(opt_ml: OptML, env: Mapping[str, str] | None = None) -> bool:
-    """Whether the job names a user entry point (the toolkit reads the same two places:
-    SAGEMAKER_PROGRAM, from os.environ or env, and the sagemaker_program hyperparameter)."""
-    if read_settings(env, EntrySettings).program:
-        return True
+def read_hyperparameters(path: Path) -> dict[str, Any]:
+    """hyperparameters.json as SageMaker writes it (a JSON object of name -> string), {} when
+    absent or empty; a broken file fails the job in one line."""
     try:
-        raw = json.loads(opt_ml.hyperparameters_file.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return False
-    return isinstance(raw, dict) and bool(raw.get(PROGRAM))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise TrainingError(f"{path} is not readable: {error}") from None
+    try:
+        raw = json.loads(text or "{}")
+    except ValueError as error:
+        raise TrainingError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise TrainingError(f"{path} must hold a JSON object of name -> string")
+    return raw
 
 
 def failure_reason(header: str, lines: list[str]) -> str:
@@ -85,7 +99,7 @@ def failure_reason(header: str, lines: list[str]) -> str:
 
 
 class ScriptJob:
-    """One script-mode job, from the toolkit's environment to the script's exit."""
+    """One job, from the toolkit's environment to the script's exit."""
 
     def __init__(self, opt_ml: OptML, env: Mapping[str, str] | None = None) -> None:
         self.opt_ml = opt_ml
@@ -95,10 +109,27 @@ class ScriptJob:
         self.supervisor = Supervisor()
         self.job_key = uuid.uuid4().hex
         self.tracking: RestTracking | None = None
+        self.builtin = False  # True when the job names no script: the built-in one runs
 
     # --- the toolkit's steps ------------------------------------------------------------
 
-    def training_environment(self) -> Any:
+    def hyperparameters(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The job's hyperparameters as the toolkit reads them (each value JSON-decoded where
+        it can be), naming the script to run."""
+        from sagemaker_training import environment
+
+        return self.with_program(environment.read_hyperparameters() if raw else {})
+
+    def with_program(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """hyperparameters naming the job's script: the one SAGEMAKER_PROGRAM or
+        sagemaker_program names, else the built-in one, from the image's own source."""
+        named = self.settings.program or hyperparameters.get(PROGRAM)
+        self.builtin = not named
+        if self.builtin:
+            return {**hyperparameters, PROGRAM: BUILTIN_PROGRAM, SOURCE: str(BUILTIN_SOURCE)}
+        return {**hyperparameters, PROGRAM: named}
+
+    def training_environment(self, hyperparameters: dict[str, Any]) -> Any:
         """sagemaker_training.environment.Environment over this /opt/ml."""
         from sagemaker_training import environment
 
@@ -111,9 +142,6 @@ class ScriptJob:
             channels = {p.name: {} for p in found if p.is_dir()} or None
             if channels is None:
                 raise TrainingError(f"{config} is missing and the job has no input channel")
-        hyperparameters = None
-        if not self.opt_ml.hyperparameters_file.exists():
-            hyperparameters = {PROGRAM: self.settings.program}
         return environment.Environment(
             resource_config=None if resource.exists() else dict(SINGLE_HOST),
             input_data_config=channels,
@@ -189,29 +217,45 @@ class ScriptJob:
         if kind is _entry_point_type.COMMAND:
             os.chmod(code / name, 0o777)  # noqa: S103 - what the toolkit does (511)
 
+    def command(self, name: str, training_env: Any, env_vars: Mapping[str, str]) -> list[str]:
+        """`python ENTRY --key value ...` (or `-m MODULE`, `/bin/sh -c ./ENTRY`) as the
+        toolkit's ProcessRunner builds it: what runner.get gives a single-process job,
+        without the runner module's MPI imports (paramiko)."""
+        from sagemaker_training import process
+
+        runner = process.ProcessRunner(name, training_env.to_cmd_args(), env_vars, 1)
+        return list(runner._create_command())
+
     # --- tracking ------------------------------------------------------------------------
 
     def tracking_env(self, env_vars: Mapping[str, str]) -> dict[str, str]:
         """MLflow's variables for the script, as the image's MLflow plugin derives them from
         the job's environment (one derivation: mlstack_mlflow_plugin.job), and the job key
-        the plugin tags the script's runs with. Checks the server and the experiment first."""
+        the plugin tags the script's runs with. Checks the server and the experiment first.
+        With no tracking URI the script gets none: the plugin points its MLflow client at the
+        job's file store, and the built-in script then logs to no MLflow."""
         job = read_job({**(os.environ if self.env is None else self.env), **env_vars})
         variables = tracking_variables(job)
+        key = {JOB_KEY_ENV: self.job_key}
         uri = variables["MLFLOW_TRACKING_URI"]
         experiment = variables.get("MLFLOW_EXPERIMENT_NAME", "")
         if "MLFLOW_ALLOW_FILE_STORE" in variables:
-            log.info(
-                "no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI): the "
-                "script's runs go to %s",
-                uri,
-            )
-            return {**variables, JOB_KEY_ENV: self.job_key}
+            if not self.builtin:
+                log.info(
+                    "no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI): the "
+                    "script's MLflow runs go to %s",
+                    uri,
+                )
+            return key
+        if urlsplit(uri).scheme not in ("http", "https"):
+            log.info("the script tracks to %s, which the runner does not check", redact(uri))
+            return {**variables, **key}
         wait_for_server(uri, self.settings.tracking_wait_timeout)
         self.tracking = RestTracking(uri, self.settings)
         if experiment:
             self.tracking.ensure_experiment(experiment)
         log.info("the script tracks to %s, experiment %r", redact(uri), experiment or "Default")
-        return {**variables, JOB_KEY_ENV: self.job_key}
+        return {**variables, **key}
 
     # --- the job -------------------------------------------------------------------------
 
@@ -221,11 +265,17 @@ class ScriptJob:
 
     def execute(self) -> Outcome:
         """Every step up to the script's exit; TrainingError / Terminated on the way."""
-        from sagemaker_training import entry_point, environment, logging_config, runner
-
         self.settings = read_settings(self.env)
-        training_env = self.training_environment()
+        raw = read_hyperparameters(self.opt_ml.hyperparameters_file)
+        from sagemaker_training import environment, logging_config
+
+        training_env = self.training_environment(self.hyperparameters(raw))
         logging_config.configure_logger(training_env.log_level)
+        log.info(
+            "training job %s: %s",
+            self.settings.job_name or "(no TRAINING_JOB_NAME)",
+            "the built-in RandomForest" if self.builtin else "the script",
+        )
         code = self.source(training_env)
         name, kind = self.entry_point(training_env, code)
         env_vars = training_env.to_env_vars()
@@ -237,15 +287,24 @@ class ScriptJob:
         # and PYTHONPATH (SageMaker's script-mode contract), then the job's MLflow settings.
         environment.write_env_vars(env_vars)
         os.environ.update(tracking)
-        cmd = runner.get(
-            runner.ProcessRunnerType, name, training_env.to_cmd_args(), env_vars, None
-        )._create_command()
+        cmd = self.command(name, training_env, env_vars)
         if len(training_env.hosts) > 1:  # distributed: wait for the other hosts' DNS names,
-            entry_point._wait_hostname_resolution()  # as entry_point.run does
+            from sagemaker_training import entry_point  # as entry_point.run does
+
+            entry_point._wait_hostname_resolution()
         logging_config.log_script_invocation(cmd, env_vars)
         outcome = self.supervisor.run(cmd, cwd=str(code))
         self._raise_if_stopped()
         return outcome
+
+    def script_failure(self, outcome: Outcome) -> str:
+        """Why the script failed: the built-in script's own last line, or the exit code and
+        the script's last lines."""
+        if self.builtin and outcome.exit_code == EXIT_FAILED and outcome.stderr_tail:
+            return outcome.stderr_tail[-1]
+        return failure_reason(
+            f"the training script exited with code {outcome.exit_code}:", outcome.tail
+        )
 
     def fail(self, status: str, reason: str) -> None:
         """Record the failure where SageMaker looks (unless the script did), end open runs."""
@@ -279,13 +338,7 @@ class ScriptJob:
                 self.fail("FAILED", f"unexpected error: {type(error).__name__}: {error}")
                 return EXIT_FAILED
             if outcome.exit_code != 0:
-                self.fail(
-                    "FAILED",
-                    failure_reason(
-                        f"the training script exited with code {outcome.exit_code}:",
-                        outcome.tail,
-                    ),
-                )
+                self.fail("FAILED", self.script_failure(outcome))
                 return outcome.exit_code
         from sagemaker_training import files
 
@@ -294,7 +347,7 @@ class ScriptJob:
         return 0
 
 
-def run_script_job(opt_ml: OptML, env: Mapping[str, str] | None = None) -> int:
-    """Entry of script mode: run the job named by sagemaker_program (settings from os.environ,
-    or env)."""
+def run_job(opt_ml: OptML, env: Mapping[str, str] | None = None) -> int:
+    """Run the training job: the script sagemaker_program names, else the built-in one
+    (settings from os.environ, or env); return the container's exit code."""
     return ScriptJob(opt_ml, env).run()

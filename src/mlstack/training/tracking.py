@@ -1,27 +1,31 @@
-"""MLflow tracking of the job, or none when no tracking URI is configured.
+"""The runner's calls to the job's tracking server, over MLflow's REST API: wait for it,
+check the experiment, end the runs a failed job left open.
 
-A SageMaker job without MLflow is valid: NoTracking keeps the same calls as no-ops.
+The runner talks REST rather than through the MLflow client because a script's
+requirements.txt may have replaced the image's MLflow 3.17 client with a 2.x one by the time
+the runner needs it; these endpoints (MLflow REST API 2.0: experiments/get-by-name,
+experiments/create, experiments/search, runs/search, runs/set-tag, runs/update) are the same
+for every client and server version involved. The script's own runs go through its MLflow
+client.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from mlstack.core.waiting import attempts
+from mlstack.training.config import Settings
 from mlstack.training.errors import TrainingError
-from mlstack_mlflow_plugin.job import FAILURE_TAG, FAILURE_TAG_LIMIT
+from mlstack_mlflow_plugin.job import FAILURE_TAG, FAILURE_TAG_LIMIT, JOB_KEY_TAG
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "model"
+REQUEST_TIMEOUT = 10.0
 
 
 def redact(uri: str) -> str:
@@ -71,189 +75,114 @@ def wait_for_server(uri: str, timeout: float) -> None:
         ) from None
 
 
-def _bounded(action: Callable[[], Any], seconds: float, what: str) -> None:
-    """Run action in a daemon thread and stop waiting after seconds (used while failing)."""
+class RestTracking:
+    """Just enough of MLflow's REST API for the runner, with the client's credentials."""
 
-    def target() -> None:
-        try:
-            action()
-        except Exception as error:  # best effort: the job is failing already
-            log.warning(
-                "could not %s: %s", what, str(error).splitlines()[0] if str(error) else error
-            )
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        log.warning("gave up trying to %s after %.0f s", what, seconds)
-
-
-class NoTracking:
-    """No tracking URI: train and write /opt/ml/model, log nothing to MLflow."""
-
-    enabled = False
-
-    def start(self, run_name: str | None, tags: Mapping[str, str]) -> None:
-        log.info(
-            "no tracking URI (tracking_uri hyperparameter or MLFLOW_TRACKING_URI): "
-            "training without MLflow"
-        )
-
-    def log_params(self, params: Mapping[str, object]) -> None:
-        pass
-
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        pass
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        pass
-
-    def log_dict(self, values: Mapping[str, object], artifact_file: str) -> None:
-        pass
-
-    def log_model(
-        self,
-        model: Any,
-        saved_model_dir: Path,
-        registered_model_name: str | None,
-        **model_args: Any,
-    ) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-    def fail(self, status: str, reason: str, wait: float) -> None:
-        pass
-
-
-class MlflowTracking(NoTracking):
-    """One MLflow run for the job, on the given tracking server.
-
-    MlflowClient calls with an explicit run id rather than the fluent active run: the
-    fluent API ends an active run FINISHED at interpreter exit, which could overwrite the
-    FAILED or KILLED status of a job that is failing.
-    """
-
-    enabled = True
-
-    def __init__(self, uri: str, experiment_name: str | None, wait_timeout: float) -> None:
+    def __init__(self, uri: str, settings: Settings) -> None:
+        self.base = uri.rstrip("/") + "/api/2.0/mlflow/"
+        self.session = requests.Session()
+        # The credentials and TLS settings MLflow's own client reads (config.Settings).
+        user, password = settings.tracking_username, settings.tracking_password
+        if user and password:
+            self.session.auth = (user, password.get_secret_value())
+        elif settings.tracking_token:
+            token = settings.tracking_token.get_secret_value()
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        if settings.tracking_insecure_tls:
+            self.session.verify = False
+        elif settings.tracking_server_cert_path:
+            self.session.verify = settings.tracking_server_cert_path
         self.uri = uri
-        self.experiment_name = experiment_name
-        self.wait_timeout = wait_timeout
-        self.run_id: str | None = None
-        self._client: Any = None
 
-    def start(self, run_name: str | None, tags: Mapping[str, str]) -> None:
-        wait_for_server(self.uri, self.wait_timeout)
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        mlflow.set_tracking_uri(self.uri)  # mlflow.sklearn.log_model resolves it globally
-        self._client = mlflow.MlflowClient(self.uri)
-        try:
-            experiment = self._experiment()
-            run = self._client.create_run(
-                experiment.experiment_id, run_name=run_name, tags=dict(tags)
-            )
-        except MlflowException as error:
-            raise TrainingError(
-                f"MLflow at {redact(self.uri)} refused to start the run: "
-                f"{error.message.strip().splitlines()[0]}"
-            ) from None
-        self.run_id = run.info.run_id
-        # mlflow.sklearn.log_model files the logged model under the active experiment, not
-        # under its run's: make the run's experiment the active one.
-        mlflow.set_experiment(experiment_id=experiment.experiment_id)
-        log.info(
-            "MLflow run %s (%s) in experiment %r at %s",
-            run.info.run_id,
-            run.info.run_name,
-            experiment.name,
-            redact(self.uri),
-        )
-
-    def _experiment(self) -> Any:
-        """The named experiment, created if new (tuning jobs may race to create it), or
-        MLflow's Default experiment."""
-        from mlflow.exceptions import MlflowException
-
-        if not self.experiment_name:
-            return self._client.get_experiment("0")
-        experiment = self._client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
+    def call(self, method: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One request; MLflow's error message on failure."""
+        if method == "GET":
+            response = self.session.get(self.base + endpoint, params=body, timeout=REQUEST_TIMEOUT)
+        else:
+            response = self.session.post(self.base + endpoint, json=body, timeout=REQUEST_TIMEOUT)
+        if response.status_code != 200:
             try:
-                self._client.create_experiment(self.experiment_name)
-            except MlflowException as error:
-                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise TrainingError(
+                f"MLflow at {redact(self.uri)} answered {response.status_code} to {endpoint}: "
+                f"{str(message).strip()[:300]}"
+            )
+        return response.json() if response.content else {}
+
+    def ensure_experiment(self, name: str) -> str:
+        """The id of the named experiment, created if new (tuning jobs may race to create it)."""
+        for attempt in (1, 2):
+            try:
+                found = self.call("GET", "experiments/get-by-name", {"experiment_name": name})
+            except TrainingError as error:
+                if "RESOURCE_DOES_NOT_EXIST" not in str(error) and " 404 " not in str(error):
                     raise
-            experiment = self._client.get_experiment_by_name(self.experiment_name)
-        if experiment.lifecycle_stage != "active":
-            raise TrainingError(
-                f"experiment {self.experiment_name!r} is deleted: restore it in MLflow or "
-                "choose another experiment_name"
-            )
-        return experiment
-
-    def log_params(self, params: Mapping[str, object]) -> None:
-        from mlflow.entities import Param
-
-        self._client.log_batch(
-            self.run_id, params=[Param(key, str(value)) for key, value in params.items()]
-        )
-
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self._client.log_batch(
-            self.run_id,
-            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
-        )
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._client.log_artifact(self.run_id, str(path), artifact_path)
-
-    def log_dict(self, values: Mapping[str, object], artifact_file: str) -> None:
-        self._client.log_dict(self.run_id, dict(values), artifact_file)
-
-    def log_model(
-        self,
-        model: Any,
-        saved_model_dir: Path,
-        registered_model_name: str | None,
-        **model_args: Any,
-    ) -> None:
-        """Log the model as the run's logged model, with the saved copy's requirements
-        (so they are not inferred a second time)."""
-        import mlflow.sklearn
-
-        info = mlflow.sklearn.log_model(
-            model,
-            name=MODEL_NAME,
-            run_id=self.run_id,
-            registered_model_name=registered_model_name,
-            pip_requirements=str(saved_model_dir / "requirements.txt"),
-            **model_args,
-        )
-        log.info("logged model %s (%s)", info.model_id, info.model_uri)
-
-    def finish(self) -> None:
-        self._client.set_terminated(self.run_id, "FINISHED")
-        log.info("MLflow run %s FINISHED", self.run_id)
-
-    def fail(self, status: str, reason: str, wait: float) -> None:
-        """End the run FAILED or KILLED with the reason as a tag, giving up after wait s."""
-        if self.run_id is None:
-            return
-        client, run_id = self._client, self.run_id
-
-        def end() -> None:
+            else:
+                experiment = found["experiment"]
+                if experiment.get("lifecycle_stage") != "active":
+                    raise TrainingError(
+                        f"experiment {name!r} is deleted: restore it in MLflow or choose "
+                        "another experiment_name"
+                    )
+                return experiment["experiment_id"]
             try:
-                client.set_tag(run_id, FAILURE_TAG, reason[:FAILURE_TAG_LIMIT])
-            finally:
-                client.set_terminated(run_id, status)
-            log.info("MLflow run %s %s", run_id, status)
+                return self.call("POST", "experiments/create", {"name": name})["experiment_id"]
+            except TrainingError as error:
+                if "RESOURCE_ALREADY_EXISTS" not in str(error) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
-        _bounded(end, wait, f"mark MLflow run {run_id} {status}")
+    def experiment_ids(self) -> list[str]:
+        """Every active experiment (a script may log to any experiment it likes)."""
+        ids: list[str] = []
+        token = None
+        while True:
+            body: dict[str, Any] = {"max_results": 1000, "view_type": "ACTIVE_ONLY"}
+            if token:
+                body["page_token"] = token
+            page = self.call("POST", "experiments/search", body)
+            ids += [e["experiment_id"] for e in page.get("experiments", [])]
+            token = page.get("next_page_token")
+            if not token:
+                return ids
+
+    def job_runs(self, job_key: str) -> dict[str, str]:
+        """Run id -> status of this job's runs (the plugin tags them with the job key)."""
+        ids = self.experiment_ids()
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 100):
+            page = self.call(
+                "POST",
+                "runs/search",
+                {
+                    "experiment_ids": ids[start : start + 100],
+                    "filter": f"tags.`{JOB_KEY_TAG}` = '{job_key}'",
+                    "max_results": 1000,
+                },
+            )
+            found.update({r["info"]["run_id"]: r["info"]["status"] for r in page.get("runs", [])})
+        return found
+
+    def end_open_runs(self, job_key: str, status: str, reason: str) -> list[str]:
+        """End this job's RUNNING runs with status; tag them, and the runs the script itself
+        ended FAILED or KILLED, with the job's failure reason. Return the ids tagged."""
+        tagged = []
+        for run_id, current in self.job_runs(job_key).items():
+            if current == "FINISHED":
+                continue  # a run the script completed before the job failed stays as it is
+            self.call(
+                "POST",
+                "runs/set-tag",
+                {"run_id": run_id, "key": FAILURE_TAG, "value": reason[:FAILURE_TAG_LIMIT]},
+            )
+            if current in ("RUNNING", "SCHEDULED"):
+                self.call(
+                    "POST",
+                    "runs/update",
+                    {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)},
+                )
+                log.info("MLflow run %s %s", run_id, status)
+            tagged.append(run_id)
+        return tagged
