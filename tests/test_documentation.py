@@ -143,7 +143,7 @@ def shown(default: object) -> str | None:
 
 def test_the_settings_classes_are_found() -> None:
     names = {cls.__qualname__ for cls in settings_classes()}
-    assert {"Settings", "StoreSettings", "EntrySettings"} <= names
+    assert {"Settings", "StoreSettings", "LoopSettings"} <= names
     assert "SAGEMAKER_BIND_TO_PORT" in variables_read()
 
 

@@ -89,8 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default=f"mlstack/training:{version()}")
     parser.add_argument("--baseline-image", help="also time this image's built-in job")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS[1:]),
+        help="comma-separated jobs of --image to time besides its built-in one, the reference "
+        f"(default: {','.join(KINDS[1:])}; empty: the built-in jobs alone)",
+    )
     args = parser.parse_args(argv)
-    kinds = {kind: args.image for kind in KINDS}
+    chosen = {kind.strip() for kind in args.kinds.split(",") if kind.strip()} | {"built-in"}
+    if unknown := sorted(chosen - set(KINDS)):
+        parser.error(f"--kinds: unknown {', '.join(unknown)}: choose among {', '.join(KINDS)}")
+    kinds = {kind: args.image for kind in KINDS if kind in chosen}
     if args.baseline_image:
         kinds[BASELINE] = args.baseline_image
     with tempfile.TemporaryDirectory(prefix="script-mode-bench-") as tmp:

@@ -11,7 +11,7 @@ which depends on the stdlib alone and reads them itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 from pydantic import SecretStr
 
@@ -21,18 +21,11 @@ from mlstack.training.errors import TrainingError
 
 DEFAULT_TRACKING_WAIT_TIMEOUT = 20.0
 SECONDS = "must be a number of seconds above 0, got {input!r}"
-E = TypeVar("E", bound="EntrySettings")
 
 
-class EntrySettings(BaseSettings):
-    """What decides which script runs: the user's, or the image's built-in one."""
-
-    program: str | None = env("SAGEMAKER_PROGRAM")
-
-
-class Settings(EntrySettings):
-    """The runner's settings: the job's tracking server, and what SageMaker tells the
-    container about the job."""
+class Settings(BaseSettings):
+    """The runner's settings: which script runs, the job's tracking server, and what
+    SageMaker tells the container about the job."""
 
     # The one float: its wording says what the number is.
     WORDING: ClassVar[Mapping[str, str]] = {
@@ -41,6 +34,8 @@ class Settings(EntrySettings):
         "finite_number": SECONDS,
     }
 
+    # The user's entry point; without one the image's built-in script runs.
+    program: str | None = env("SAGEMAKER_PROGRAM")
     # The job's MLflow settings as the container is given them (the plugin reads them too,
     # the hyperparameters winning).
     tracking_uri: str | None = env("MLFLOW_TRACKING_URI")
@@ -60,7 +55,7 @@ class Settings(EntrySettings):
     tracking_server_cert_path: str | None = env("MLFLOW_TRACKING_SERVER_CERT_PATH")
 
 
-def read_settings(given: Mapping[str, str] | None = None, kind: type[E] = Settings) -> E:
+def read_settings(given: Mapping[str, str] | None = None) -> Settings:
     """Read and check the settings (os.environ, or only `given`); TrainingError names the
     first bad one."""
-    return load(kind, given, error=TrainingError)
+    return load(Settings, given, error=TrainingError)

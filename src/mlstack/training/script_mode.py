@@ -98,6 +98,19 @@ def failure_reason(header: str, lines: list[str]) -> str:
     return "\n".join([header, *kept])
 
 
+def log_invocation(cmd: list[str], training_env: Any, env_vars: Mapping[str, str]) -> None:
+    """What sagemaker_training.logging_config.log_script_invocation logs, from this job's
+    environment: that one builds another from the config files, which a hand-made /opt/ml
+    may lack (and without the built-in script's sagemaker_program)."""
+    log.info(
+        "Invoking user script\n\nTraining Env:\n\n%s\n\nEnvironment variables:\n\n%s\n\n"
+        "Invoking script with the following command:\n\n%s\n",
+        json.dumps(dict(training_env), indent=4, default=str),
+        "\n".join(f"{key}={value}" for key, value in env_vars.items()),
+        " ".join(cmd),
+    )
+
+
 class ScriptJob:
     """One job, from the toolkit's environment to the script's exit."""
 
@@ -292,7 +305,7 @@ class ScriptJob:
             from sagemaker_training import entry_point  # as entry_point.run does
 
             entry_point._wait_hostname_resolution()
-        logging_config.log_script_invocation(cmd, env_vars)
+        log_invocation(cmd, training_env, env_vars)
         outcome = self.supervisor.run(cmd, cwd=str(code))
         self._raise_if_stopped()
         return outcome
