@@ -51,8 +51,9 @@ import requests
 from inference_peers import (
     ROOT,
     BenchError,
-    Container,
+    Launch,
     Placement,
+    Server,
     ensure_image,
     mlserver_repository,
     mlserver_requirements,
@@ -67,6 +68,7 @@ SERVERS = (
     "ceiling",
     "mlstack",
     "mlstack-generic",
+    "mlstack-before",
     "stock",
     "mlserver-sk",
     "mlserver-sk-batch",
@@ -99,9 +101,9 @@ end
 IN_PROCESS = """
 import json, sys, time
 import mlflow.pyfunc, pandas as pd
-method, seconds = sys.argv[1], float(sys.argv[2])
-predict = getattr(mlflow.pyfunc.load_model("/model").get_raw_model(), method)
-rows = pd.read_csv("/batch.csv")
+method, seconds, model, rows = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+predict = getattr(mlflow.pyfunc.load_model(model).get_raw_model(), method)
+rows = pd.read_csv(rows)
 predict(rows)
 calls, start = 0, time.perf_counter()
 while time.perf_counter() - start < seconds:
@@ -116,7 +118,7 @@ class Target:
     """One server serving one model: what wrk sends it, where."""
 
     server: str
-    container: Container
+    container: Server
     path: str
     body: str
     content_type: str = "application/json"
@@ -210,10 +212,10 @@ def answer_values(server: str, text: str) -> list:
 # --- servers -------------------------------------------------------------------------------
 
 
-def wait_ready(url: str, what: str, container: Container) -> None:
+def wait_ready(url: str, what: str, server: Server) -> None:
     def alive() -> None:
-        if not container.running():
-            raise BenchError(f"{what} exited before it was ready:\n{container.logs()[-3000:]}")
+        if not server.running():
+            raise BenchError(f"{what} exited before it was ready:\n{server.logs()[-3000:]}")
 
     try:
         until_ok(url, READY_TIMEOUT, 0.5, alive)
@@ -221,82 +223,78 @@ def wait_ready(url: str, what: str, container: Container) -> None:
         raise BenchError(f"{what} was not ready within {READY_TIMEOUT} s") from None
 
 
-def start_ceiling(placement: Placement, image: str, workers: int) -> Container:
-    host = "127.0.0.1" if placement.network == "host" else "0.0.0.0"
-    args = ["--app-dir", "/bench", "--workers", str(workers), "--loop", "uvloop"]
+def start_ceiling(placement: Placement, image: str, workers: int) -> Server:
+    host = "127.0.0.1" if placement.kind != "docker-bridge" else "0.0.0.0"
+    args = ["--app-dir", "{bench}", "--workers", str(workers), "--loop", "uvloop"]
     args += ["--http", "httptools", "--no-access-log", "--no-server-header"]
     args += ["--no-proxy-headers", "--lifespan", "off", "--host", host, "--port", "{port}"]
-    container, _ = placement.run(
-        "ceiling",
-        image,
-        [*args, "ceiling_app:app"],
-        8080,
-        volumes={str(Path(__file__).with_name("ceiling_app.py")): "/bench/ceiling_app.py"},
-        entrypoint="uvicorn",
-    )
-    wait_ready(f"http://127.0.0.1:{container.port}/ping", "the ceiling", container)
-    return container
+    args.append("ceiling_app:app")
+    launch = Launch("ceiling", image, args, 8080, ["uvicorn", *args], entrypoint="uvicorn")
+    server = placement.start(launch)
+    wait_ready(f"http://127.0.0.1:{server.port}/ping", "the ceiling", server)
+    return server
 
 
 def start_mlstack(
-    placement: Placement, image: str, model_dir: Path, workers: int, fast_path: bool
-) -> Container:
+    placement: Placement, image: str, model_dir: Path, workers: int, label: str
+) -> Server:
+    """mlstack (fast path on), mlstack-generic (off) or mlstack-before (another build)."""
     env = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
-    if not fast_path:
+    if label == "mlstack-generic":
         env["INFERENCE_FAST_PATH"] = "false"
-    if placement.network == "host":
+    if placement.kind != "docker-bridge":
         env["SAGEMAKER_BIND_TO_PORT"] = "{port}"
         env["GUNICORN_CMD_ARGS"] = "--bind=127.0.0.1:{port}"
-    label = "mlstack" if fast_path else "mlstack-generic"
-    container, _ = placement.run(
-        label, image, ["serve"], 8080, env, {str(model_dir): "/opt/ml/model"}
-    )
-    wait_ready(f"http://127.0.0.1:{container.port}/ping", label, container)
-    return container
+    command = ["python", "-m", "mlstack.serving.entrypoint", "serve"]
+    launch = Launch(label, image, ["serve"], 8080, command, env, {"MODEL_URI": "{model}"})
+    server = placement.start(launch, model_dir)
+    wait_ready(f"http://127.0.0.1:{server.port}/ping", label, server)
+    return server
 
 
-def start_stock(placement: Placement, image: str, models: Path, name: str, workers: int):
-    host = "127.0.0.1" if placement.network == "host" else "0.0.0.0"
-    args = ["mlflow", "models", "serve", "-m", f"/models/{name}/mlflow", "--env-manager"]
+def start_stock(placement: Placement, image: str, name: str, workers: int) -> Server:
+    host = "127.0.0.1" if placement.kind != "docker-bridge" else "0.0.0.0"
+    args = ["mlflow", "models", "serve", "-m", f"{{models}}/{name}/mlflow", "--env-manager"]
     args += ["local", "-w", str(workers), "-h", host, "-p", "{port}"]
-    container, _ = placement.run("stock", image, args, 5000, volumes={str(models): "/models"})
-    wait_ready(f"http://127.0.0.1:{container.port}/ping", "stock mlflow", container)
-    return container
+    server = placement.start(Launch("stock", image, args, 5000, args))
+    wait_ready(f"http://127.0.0.1:{server.port}/ping", "stock mlflow", server)
+    return server
 
 
 def start_mlserver(
     placement: Placement, image: str, work: Path, models: dict[str, Any], workers: int
-) -> Container:
-    host = placement.network == "host"
+) -> Server:
     from mlstack.core.ports import free_port
 
-    ports = [free_port() for _ in range(3)] if host else None
-    repository = mlserver_repository(
-        work, {name: (m.joblib_file, m.mlflow_dir) for name, m in models.items()}, workers, ports
+    ports = [free_port() for _ in range(3)] if placement.kind != "docker-bridge" else None
+    mlserver_repository(
+        work,
+        {name: (m.joblib_file, m.mlflow_dir) for name, m in models.items()},
+        workers,
+        ports,
+        placement.paths(None)["models"],
     )
-    volumes = {str(repository): "/repository", str(work / "models"): "/models"}
-    container, _ = placement.run(
-        "mlserver", image, ["mlserver", "start", "/repository"], 8080, volumes=volumes
-    )
+    args = ["mlserver", "start", "{repository}"]
+    server = placement.start(Launch("mlserver", image, args, 8080, args))
     if ports:
-        container.port = ports[0]
-    url = f"http://127.0.0.1:{container.port}"
-    wait_ready(f"{url}/v2/health/ready", "MLServer", container)
+        server.port = ports[0]
+    url = f"http://127.0.0.1:{server.port}"
+    wait_ready(f"{url}/v2/health/ready", "MLServer", server)
     for name in models:
         for variant in ("sk", "sk-batch", "mlflow", "mlflow-batch"):
-            wait_ready(f"{url}/v2/models/{name}-{variant}/ready", f"MLServer {name}", container)
-    return container
+            wait_ready(f"{url}/v2/models/{name}-{variant}/ready", f"MLServer {name}", server)
+    return server
 
 
 def targets_for(
-    model: Any, row: pd.DataFrame, servers: list[str], containers: dict[str, Container]
+    model: Any, row: pd.DataFrame, servers: list[str], containers: dict[str, Server]
 ) -> list[Target]:
     """What each server is sent for the one-row request."""
     ours = one_row_json(row)
     targets = []
     for server in servers:
         container = containers[server]
-        if server in ("ceiling", "mlstack", "mlstack-generic", "stock"):
+        if server == "ceiling" or server == "stock" or server.startswith("mlstack"):
             ping = "/ping" if server.startswith("mlstack") else None
             targets.append(Target(server, container, "/invocations", ours, ping=ping))
             continue
@@ -450,7 +448,7 @@ def batch_rows(data: inference_models.Data, work: Path, name: str) -> tuple[Path
 def measure_batch(
     model: Any,
     data: inference_models.Data,
-    container: Container,
+    container: Server,
     args: argparse.Namespace,
     work: Path,
 ) -> Batch:
@@ -471,9 +469,14 @@ def measure_batch(
         raise BenchError(f"{model.name}: the batch answer differs from the model's predict")
     sequential = run_wrk(target, args.duration, 1, 1, work)
     per_worker = run_wrk(target, args.duration, args.workers, min(args.workers, 2), work)
-    command = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python"]
-    command += ["-v", f"{model.mlflow_dir}:/model:ro", "-v", f"{csv_file}:/batch.csv:ro"]
-    command += [args.image, "-c", IN_PROCESS, model.method, str(args.duration)]
+    if args.placement.startswith("docker"):
+        command = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python"]
+        command += ["-v", f"{model.mlflow_dir}:/model:ro", "-v", f"{csv_file}:/batch.csv:ro"]
+        command += [args.image, "-c", IN_PROCESS, model.method, str(args.duration)]
+        command += ["/model", "/batch.csv"]
+    else:
+        command = [sys.executable, "-c", IN_PROCESS, model.method, str(args.duration)]
+        command += [str(model.mlflow_dir), str(csv_file)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 180)
     if done.returncode != 0:
         raise BenchError(f"in-process predict failed: {done.stderr[-2000:]}")
@@ -569,7 +572,7 @@ def report(
     print()
     print(
         f"machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB, load average "
-        f"{os.getloadavg()[0]:.1f}; every server in Docker, network {args.network}; wrk "
+        f"{os.getloadavg()[0]:.1f}; placement {args.placement}; wrk "
         f"-t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} round(s), "
         f"medians; {args.workers} workers each"
     )
@@ -627,6 +630,9 @@ def report(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument(
+        "--before-image", help="another build of the inference image, served as mlstack-before"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server")
     parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run")
@@ -639,16 +645,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated, of: {', '.join(inference_models.MAKERS)}",
     )
     parser.add_argument(
-        "--servers", default=",".join(SERVERS), help=f"comma-separated, of: {', '.join(SERVERS)}"
+        "--servers",
+        default=",".join(s for s in SERVERS if s != "mlstack-before"),
+        help=f"comma-separated, of: {', '.join(SERVERS)} (mlstack-before: with --before-image)",
     )
     parser.add_argument("--no-batch", action="store_true", help="skip the 1,000-row batch")
     parser.add_argument(
-        "--network",
-        choices=["host", "bridge"],
-        default="host",
-        help="host: containers share the host's loopback; bridge: published ports through "
-        "Docker's proxy",
+        "--placement",
+        choices=["docker-host", "docker-bridge", "processes"],
+        default="docker-host",
+        help="docker-host: every server in a container sharing the host's loopback; "
+        "docker-bridge: published ports through Docker's proxy; processes: every server a "
+        "process of this machine (this venv; MLServer's from --mlserver-venv)",
     )
+    parser.add_argument("--mlserver-venv", type=Path, help="a venv with MLServer (processes)")
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args(argv)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
@@ -657,29 +667,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown += [s for s in args.servers if s not in SERVERS]
     if unknown:
         parser.error(f"unknown model or server: {', '.join(unknown)}")
+    if args.before_image and "mlstack-before" not in args.servers:
+        args.servers.append("mlstack-before")
+    if "mlstack-before" in args.servers and not args.before_image:
+        parser.error("mlstack-before needs --before-image")
+    if args.before_image and args.placement == "processes":
+        parser.error("--before-image is an image: use a docker placement")
     if not 1 <= args.duration <= 120 or not 1 <= args.rounds <= 5:
         parser.error("--duration must be 1-120 s and --rounds 1-5 (the run stays bounded)")
     return args
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    for tool in ("wrk", "docker"):
+    docker = args.placement.startswith("docker")
+    for tool in ("wrk", "docker") if docker else ("wrk",):
         if shutil.which(tool) is None:
             raise BenchError(f"{tool} not found: apt-get install -y {tool}")
-    if subprocess.run(["docker", "image", "inspect", args.image], capture_output=True).returncode:
+    if (
+        docker
+        and subprocess.run(
+            ["docker", "image", "inspect", args.image], capture_output=True
+        ).returncode
+    ):
         raise BenchError(f"no image {args.image}: make build-inference")
     data = inference_models.diabetes(work / "opt_ml")
     models = {name: inference_models.make(name, data, work / "models") for name in args.models}
-    stock_image = ensure_image("stock-mlflow", stock_requirements())
     mlserving = [s for s in args.servers if s in MLSERVER_SERVERS]
-    mlserver_image = ensure_image("mlserver", mlserver_requirements()) if mlserving else ""
-    placement = Placement(args.network)
+    stock_image = ensure_image("stock-mlflow", stock_requirements()) if docker else ""
+    mlserver_image = (
+        ensure_image("mlserver", mlserver_requirements()) if docker and mlserving else ""
+    )
+    placement = Placement(args.placement, work, args.mlserver_venv)
     results: list[Result] = []
     batches: list[Batch] = []
     checks: list[Checked] = []
     memory: dict[str, float] = {}
     try:
-        shared: dict[str, Container] = {}
+        shared: dict[str, Server] = {}
         if "ceiling" in args.servers:
             shared["ceiling"] = start_ceiling(placement, args.image, args.workers)
         if mlserving:
@@ -688,17 +712,16 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for name, model in models.items():
             print(f"\n{name} ({type(model.estimator).__name__}, {model.method}):", flush=True)
             containers = dict(shared)
-            own: list[Container] = []
-            for server, fast in (("mlstack", True), ("mlstack-generic", False)):
+            own: list[Server] = []
+            for server in ("mlstack", "mlstack-generic", "mlstack-before"):
                 if server in args.servers:
+                    image = args.before_image if server == "mlstack-before" else args.image
                     containers[server] = start_mlstack(
-                        placement, args.image, model.mlflow_dir, args.workers, fast
+                        placement, image, model.mlflow_dir, args.workers, server
                     )
                     own.append(containers[server])
             if "stock" in args.servers:
-                containers["stock"] = start_stock(
-                    placement, stock_image, work / "models", name, args.workers
-                )
+                containers["stock"] = start_stock(placement, stock_image, name, args.workers)
                 own.append(containers["stock"])
             targets = targets_for(model, data.test.iloc[[0]], args.servers, containers)
             checks.append(check_answers(model, data, targets))
@@ -713,8 +736,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 peak = containers["mlstack"].peak_memory_mb()
                 if peak is not None:
                     memory[name] = peak
-            for container in own:
-                container.remove()
+            for server in own:
+                placement.stop(server)
     finally:
         placement.remove_all()
     report(results, batches, checks, memory, args)

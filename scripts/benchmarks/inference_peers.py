@@ -16,9 +16,13 @@ under tags that name their contents. Every container is removed by whoever start
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -110,6 +114,25 @@ def ensure_image(name: str, requirements: list[str]) -> str:
 
 
 @dataclass
+class Launch:
+    """How to start one server, in a container or as a process of this machine.
+
+    In args, command and the environments, {port} is where it listens, {models} the models'
+    folder, {bench} this folder, {repository} MLServer's repository, {model} the one MLflow
+    model it serves: container paths in Docker, this machine's paths on the host.
+    """
+
+    label: str
+    image: str
+    args: list[str]
+    container_port: int
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    host_env: dict[str, str] = field(default_factory=dict)
+    entrypoint: str | None = None
+
+
+@dataclass
 class Container:
     """A detached container this benchmark started; `port` is where 127.0.0.1 reaches it."""
 
@@ -164,61 +187,176 @@ class Container:
 
 
 @dataclass
+class Process:
+    """A server this benchmark started as a process group of this machine."""
+
+    name: str
+    port: int
+    popen: subprocess.Popen
+    log: Path
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def _tree(self) -> list[int]:
+        pids, index = [self.popen.pid], 0
+        while index < len(pids):
+            for children in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    pids += [int(pid) for pid in children.read_text().split()]
+            index += 1
+        return pids
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the process and its live descendants."""
+        ticks = 0
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def peak_memory_mb(self) -> float | None:
+        """The sum of each live process's peak resident memory (VmHWM)."""
+        total = 0
+        for pid in self._tree():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def remove(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)  # the session this benchmark started
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=20)
+
+
+Server = Container | Process
+
+
+@dataclass
 class Placement:
-    """How containers are reached: `host` shares the host's loopback (no proxy in the way),
-    `bridge` publishes a port through Docker's proxy."""
+    """Where the servers run: `docker-host` (containers sharing the host's loopback, no proxy
+    in the way), `docker-bridge` (published ports through Docker's proxy) or `processes`
+    (this machine's venvs: the host venv, and `mlserver_venv` for MLServer)."""
 
-    network: str
-    started: list[Container] = field(default_factory=list)
+    kind: str
+    work: Path
+    mlserver_venv: Path | None = None
+    started: list[Server] = field(default_factory=list)
 
-    def run(
-        self,
-        label: str,
-        image: str,
-        args: list[str],
-        container_port: int,
-        env: dict[str, str] | None = None,
-        volumes: dict[str, str] | None = None,
-        entrypoint: str | None = None,
-        extra_ports: int = 0,
-    ) -> tuple[Container, list[int]]:
-        """Start a container; in `host` placement, `container_port` is replaced in env and
-        args by a free host port (and so are `extra_ports` more, returned)."""
+    @property
+    def in_docker(self) -> bool:
+        return self.kind.startswith("docker")
+
+    def paths(self, model: Path | None) -> dict[str, str]:
+        """What the placeholders stand for here."""
+        if self.in_docker:
+            return {"models": "/models", "bench": "/bench", "repository": "/repository"} | {
+                "model": "/opt/ml/model"
+            }
+        return {
+            "models": str(self.work / "models"),
+            "bench": str(Path(__file__).parent),
+            "repository": str(self.work / "mlserver"),
+            "model": str(model or ""),
+        }
+
+    def start(self, launch: Launch, model: Path | None = None) -> Server:
         from mlstack.core.ports import free_port
 
-        name = f"{CONTAINER_LABEL}-{label}-{uuid.uuid4().hex[:6]}"
+        port = free_port()
+        inner = port if self.kind != "docker-bridge" else launch.container_port
+        values = self.paths(model) | {"port": str(inner)}
+
+        def fill(text: str) -> str:
+            return text.format(**values)
+
+        server = (
+            self._container(launch, port, fill, model)
+            if self.in_docker
+            else self._process(launch, port, fill)
+        )
+        self.started.append(server)
+        return server
+
+    def _container(self, launch: Launch, port: int, fill, model: Path | None) -> Container:
+        name = f"{CONTAINER_LABEL}-{launch.label}-{uuid.uuid4().hex[:6]}"
         command = ["docker", "run", "-d", "--name", name, "--label", CONTAINER_LABEL]
-        for source, target in (volumes or {}).items():
-            command += ["-v", f"{source}:{target}:ro"]
-        extras = [free_port() for _ in range(extra_ports)]
-        if self.network == "host":
-            port = free_port()
+        mounts = {
+            str(self.work / "models"): "/models",
+            str(Path(__file__).parent): "/bench",
+            str(self.work / "mlserver"): "/repository",
+        }
+        if model is not None:
+            mounts[str(model)] = "/opt/ml/model"
+        for source, target in mounts.items():
+            if Path(source).exists():
+                command += ["-v", f"{source}:{target}:ro"]
+        if self.kind == "docker-host":
             command += ["--network", "host"]
         else:
-            port = free_port()
-            command += ["-p", f"127.0.0.1:{port}:{container_port}"]
-        inner = port if self.network == "host" else container_port
-        env = {k: v.replace("{port}", str(inner)) for k, v in (env or {}).items()}
-        for key, value in env.items():
-            command += ["-e", f"{key}={value}"]
-        if entrypoint:
-            command += ["--entrypoint", entrypoint]
-        command += [image, *(arg.replace("{port}", str(inner)) for arg in args)]
+            command += ["-p", f"127.0.0.1:{port}:{launch.container_port}"]
+        for key, value in launch.env.items():
+            command += ["-e", f"{key}={fill(value)}"]
+        if launch.entrypoint:
+            command += ["--entrypoint", launch.entrypoint]
+        command += [launch.image, *map(fill, launch.args)]
         started = subprocess.run(command, capture_output=True, text=True)
         if started.returncode != 0:
-            raise BenchError(f"docker run {image} failed: {started.stderr.strip()}")
-        container = Container(name, port, started.stdout.strip())
-        self.started.append(container)
-        return container, extras
+            raise BenchError(f"docker run {launch.image} failed: {started.stderr.strip()}")
+        return Container(name, port, started.stdout.strip())
+
+    def _process(self, launch: Launch, port: int, fill) -> Process:
+        bin_dir = Path(sys.executable).parent
+        if launch.label == "mlserver":
+            if self.mlserver_venv is None:
+                raise BenchError("MLServer on the host needs --mlserver-venv (a venv with it)")
+            bin_dir = self.mlserver_venv / "bin"
+        command = [fill(part) for part in launch.command]
+        command[0] = str(bin_dir / command[0])
+        if not Path(command[0]).exists():
+            raise BenchError(f"{command[0]} not found: run with the venv that has it")
+        extra = {key: fill(value) for key, value in (launch.env | launch.host_env).items()}
+        env = {**os.environ, **extra, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+        env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        log = self.work / f"{launch.label}-{uuid.uuid4().hex[:6]}.log"
+        with open(log, "w") as handle:
+            popen = subprocess.Popen(
+                command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return Process(launch.label, port, popen, log)
+
+    def stop(self, server: Server) -> None:
+        server.remove()
+        if server in self.started:
+            self.started.remove(server)
 
     def remove_all(self) -> None:
-        for container in self.started:
-            container.remove()
+        for server in self.started:
+            server.remove()
         self.started.clear()
 
 
 def mlserver_repository(
-    root: Path, models: dict[str, tuple[Path, Path]], workers: int, host_ports: list[int] | None
+    root: Path,
+    models: dict[str, tuple[Path, Path]],
+    workers: int,
+    host_ports: list[int] | None,
+    models_root: str,
 ) -> Path:
     """An MLServer model repository: for each model (joblib file, MLflow folder), the
     scikit-learn and MLflow runtimes, batching off and on; settings.json with the workers,
@@ -233,8 +371,8 @@ def mlserver_repository(
     (repository / "settings.json").write_text(json.dumps(settings))
     for name, (joblib_file, mlflow_dir) in models.items():
         for runtime, implementation, uri in (
-            ("sk", "mlserver_sklearn.SKLearnModel", f"/models/{name}/{joblib_file.name}"),
-            ("mlflow", "mlserver_mlflow.MLflowRuntime", f"/models/{name}/{mlflow_dir.name}"),
+            ("sk", "mlserver_sklearn.SKLearnModel", f"{models_root}/{name}/{joblib_file.name}"),
+            ("mlflow", "mlserver_mlflow.MLflowRuntime", f"{models_root}/{name}/{mlflow_dir.name}"),
         ):
             for batching in (False, True):
                 model_name = f"{name}-{runtime}{'-batch' if batching else ''}"

@@ -160,6 +160,8 @@ class Predictor:
     def run_many(self, works: Sequence[Prepared]) -> list[Any]:
         """Each request's predictions, or the exception predicting it raised; requests of a
         route proven to batch exactly are predicted together, up to batch_max_rows rows."""
+        if len(works) == 1:
+            return [self._outcome(works[0])]
         outcomes: list[Any] = [None] * len(works)
         batchable: dict[str, list[int]] = {}
         for index, work in enumerate(works):
