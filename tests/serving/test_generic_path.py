@@ -1,5 +1,6 @@
 """The generic path's TABLE route and batching, proven at start-up: every answer exactly the
-model's own for that row alone, whichever way it was computed."""
+model's own for that row alone, whichever way it was computed. Models that have a fast path
+are loaded with it off (INFERENCE_FAST_PATH=false), which serves them by the generic path."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def boosting(diabetes_data: Diabetes, tmp_path_factory) -> tuple[Predictor, obje
     estimator = GradientBoostingRegressor(n_estimators=20, random_state=0)
     estimator.fit(diabetes_data.train, diabetes_data.y_train)
     path = save_model(estimator, diabetes_data, tmp_path_factory.mktemp("gb") / "m")
-    return load_predictor(path, batch_max_rows=BATCH), estimator
+    return load_predictor(path, fast_path=False, batch_max_rows=BATCH), estimator
 
 
 def test_a_scikit_learn_model_is_called_directly_and_batched(
@@ -102,7 +103,7 @@ def test_batched_answers_are_each_rows_own_or_batching_is_off(
     estimator = make_pipeline(StandardScaler(), Ridge()).fit(
         diabetes_data.train, diabetes_data.y_train
     )
-    predictor = load_predictor(save_model(estimator, diabetes_data, tmp_path / "m"), True, BATCH)
+    predictor = load_predictor(save_model(estimator, diabetes_data, tmp_path / "m"), False, BATCH)
     assert predictor.generic_note.startswith("scikit-learn's Pipeline directly")
     assert (TABLE in predictor.proven) == predictor.batching_note.startswith("on")
     _, alone, together = alone_and_together(predictor, diabetes_data.test, 16)
@@ -137,7 +138,7 @@ def test_a_candidate_that_is_not_exact_is_not_used(
         ]
 
     monkeypatch.setattr(Predictor, "_table_candidates", candidates)
-    fallback = Predictor(predictor.model, None, batch_max_rows=BATCH)
+    fallback = Predictor(predictor.model, None, fast_path=False, batch_max_rows=BATCH)
     assert fallback.generic_note.startswith("mlflow.pyfunc on typed frames")
     work = fallback.prepare(one_row(diabetes_data.test, 0))
     assert fallback.run(work).tolist() == estimator.predict(diabetes_data.test.iloc[[0]]).tolist()
@@ -152,3 +153,19 @@ def test_fast_path_requests_are_batched_exactly(
     assert {work.route for work in works} == {FAST}
     expected = forest_model.predict(diabetes_data.test.iloc[:8])
     assert np.concatenate(together).tolist() == expected.tolist()
+
+
+def test_a_linear_fast_path_batches_only_where_exact(
+    diabetes_data: Diabetes, tmp_path: Path
+) -> None:
+    """The fast path's matrix product goes through the same batching proof as the generic
+    path: batched or not, each row's answer is the one it gets alone."""
+    estimator = make_pipeline(StandardScaler(), Ridge()).fit(
+        diabetes_data.train, diabetes_data.y_train
+    )
+    predictor = load_predictor(save_model(estimator, diabetes_data, tmp_path / "m"), True, BATCH)
+    assert predictor.fast is not None
+    assert (FAST in predictor.proven) == predictor.batching_note.startswith("on")
+    works, alone, together = alone_and_together(predictor, diabetes_data.test, 16)
+    assert {work.route for work in works} == {FAST}
+    assert [answers(a) for a in together] == [answers(a) for a in alone]

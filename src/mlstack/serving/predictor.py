@@ -83,7 +83,7 @@ class Predictor:
         self.float32_columns = (
             self.table_schema.float32_columns(in_float32) if self.table_schema else []
         )
-        self.fast: fastpath.TreeEnsemblePredictor | None = None
+        self.fast: fastpath.FastModel | None = None
         self.fast_path_note = "off (INFERENCE_FAST_PATH=false)"
         if fast_path:
             self.fast, self.fast_path_note = self._build_fast_path(model_dir)
@@ -244,33 +244,37 @@ class Predictor:
 
     # --- fast path -------------------------------------------------------------------------
 
-    def _build_fast_path(
-        self, model_dir: Path | None
-    ) -> tuple[fastpath.TreeEnsemblePredictor | None, str]:
-        flavors = self.model.metadata.flavors
-        if flavors.get("python_function", {}).get("loader_module") != "mlflow.sklearn":
+    def _build_fast_path(self, model_dir: Path | None) -> tuple[fastpath.FastModel | None, str]:
+        pyfunc = self.model.metadata.flavors.get("python_function", {})
+        if pyfunc.get("loader_module") != "mlflow.sklearn":
             return None, "off (not a scikit-learn model)"
-        if flavors.get("python_function", {}).get("predict_fn", "predict") != "predict":
-            return None, "off (the pyfunc flavour does not call predict)"
         schema = self.table_schema
         if schema is None or not schema.all_numeric:
             return None, "off (the signature has no all-numeric named columns)"
         estimator = self.estimator
         if estimator is None:
             return None, "off (no raw model)"
-        if not fastpath.supported_estimator(estimator):
-            return None, f"off ({type(estimator).__name__} is not a supported tree regressor)"
         order = fastpath.feature_order(estimator, schema.names)
         if order is None:
             return None, "off (the fitted feature names do not match the signature)"
-        predictor = fastpath.TreeEnsemblePredictor(estimator, order)
-        integer_columns = [schema.by_name[name].type in INT_TYPES for name in order]
-        rows = fastpath.probe_rows(predictor, self._example(model_dir, order), integer_columns)
-        reason = fastpath.verify(predictor, lambda matrix: self._reference(matrix, order), rows)
+        name = type(estimator).__name__
+        float32_columns = [schema.by_name[column].type == "float" for column in order]
+        # The pyfunc flavour calls predict_fn (MLflow's pyfunc_predict_fn, default predict).
+        method = pyfunc.get("predict_fn", "predict")
+        try:
+            fast = fastpath.build(estimator, order, method, float32_columns)
+            integer_columns = [schema.by_name[column].type in INT_TYPES for column in order]
+            rows = fastpath.probe_rows(fast, self._example(model_dir, order), integer_columns)
+            reason = fastpath.verify(fast, lambda matrix: self._reference(matrix, order), rows)
+        except fastpath.Unsupported as why:
+            return None, f"off ({name}: {why})"
+        except Exception as error:  # an estimator unlike those reproduced: no fast path
+            log.warning("no fast path for %s: %r", name, error)
+            return None, f"off ({name}: {_short(str(error))})"
         if reason is not None:
             log.warning("fast path not exact, serving the generic path: %s", reason)
             return None, f"off (not exact: {reason})"
-        return predictor, f"on ({predictor.description}, exact on {len(rows)} probe rows)"
+        return fast, f"on ({fast.description}, exact on {len(rows)} probe rows)"
 
     def _scikit_learn_estimator(self) -> Any:
         """The fitted scikit-learn estimator behind an mlflow.sklearn model, else None."""
@@ -284,17 +288,15 @@ class Predictor:
             return None
 
     def _reference(self, matrix: np.ndarray, order: list[str]) -> Any:
-        """The pyfunc model's predictions for a float64 matrix in the given column order."""
-        import pandas as pd
-
+        """The pyfunc model's predictions for a float64 matrix in the given column order,
+        reached as a JSON request's rows reach it (schema.dataframe, then predict)."""
         assert self.table_schema is not None
-        frame = pd.DataFrame(matrix, columns=order)[self.table_schema.names]
-        for spec in self.table_schema.columns:
-            if spec.type in INT_TYPES:
-                frame[spec.name] = frame[spec.name].astype(
-                    "int64" if spec.type == "long" else "int32"
-                )
-        return self.model.predict(frame)
+        whole = [self.table_schema.by_name[name].type in INT_TYPES for name in order]
+        rows = [
+            [int(value) if integer else value for value, integer in zip(row, whole, strict=True)]
+            for row in matrix.tolist()
+        ]
+        return self.model.predict(self.table_schema.dataframe(Table(list(order), rows)))
 
     def _example(self, model_dir: Path | None, order: list[str]) -> np.ndarray | None:
         if model_dir is None:
