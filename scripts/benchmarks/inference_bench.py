@@ -4,25 +4,27 @@
 For each model type (inference_models.py: the training image's forest, a forest classifier
 answering labels and one answering probabilities, the example's GradientBoostingRegressor,
 a HistGradientBoostingRegressor, a StandardScaler + Ridge pipeline) every server serves the
-same model in a container on this machine (inference_peers.py: mlstack with its fast path on
-and off, stock `mlflow models serve`, MLServer's scikit-learn and MLflow runtimes with
-adaptive batching off and on, and the ceiling: uvicorn answering a constant). wrk drives one
-server at a time with the same one-row request in each server's protocol (-t2 -c8 by
-default), the servers alternating within each round and their order rotating between
-rounds; figures are medians over the rounds. Besides requests/s and latency, each run
-records the CPU time the server's container used per request (its cgroup), which the
-machine's other load disturbs much less than requests/s.
+same model on this machine, all in containers or all as processes (--placement;
+inference_peers.py): mlstack with its fast path on and off, stock `mlflow models serve`,
+MLServer's scikit-learn and MLflow runtimes with adaptive batching off and on, and the
+ceiling (uvicorn answering a constant). wrk drives one server at a time with the same
+one-row request in each server's protocol (-t2 -c8 by default), the servers alternating
+within each round and their order rotating between rounds; figures are medians over the
+rounds. Besides requests/s and latency, each run records the CPU time the server used per
+request (its container's cgroup, or its processes'), which the machine's other load
+disturbs much less than requests/s.
 
 Checked before measuring: mlstack answers the whole test set, and each of its first rows
 alone, exactly as the model's own predict does; the peers' answers are compared too.
 Batch: a 1,000-row CSV request (Accept: text/csv), one at a time and one per worker at a
-time, in rows/s, against scikit-learn's own predict on the same rows in one process (in the
-same image, its thread pools as they come). /ping is timed during mlstack's runs, and its
-containers' peak memory read after them.
+time, in rows/s, against scikit-learn's own predict on the same rows in one process (the
+same image or venv, its thread pools as they come). /ping is timed during mlstack's runs,
+and its peak memory read after them.
 
-Traffic goes to 127.0.0.1 only; every run is bounded in time; every container is removed.
-Needs: the host venv (run with its python), Docker, wrk (`apt-get install -y wrk`), the
-image (`make build-inference`); the peers' images are built on first use (PyPI).
+Traffic goes to 127.0.0.1 only; every run is bounded in time; every server is stopped.
+Needs: the host venv (run with its python), wrk (`apt-get install -y wrk`); in Docker the
+image (`make build-inference`), the peers' images being built on first use (PyPI); as
+processes a venv with MLServer (--mlserver-venv).
 
     .venv/bin/python scripts/benchmarks/inference_bench.py --rounds 3 --models forest
 """
@@ -561,6 +563,16 @@ def goals(model: str, by_server: dict[str, Result], batch: Batch | None) -> list
     return lines
 
 
+def ratios(result: Result, stock: Result | None) -> str:
+    """requests/s, p50 and p99 over stock MLflow's, as table cells."""
+    if stock is None:
+        return "- | - | -"
+    return (
+        f"{result.requests_per_s / stock.requests_per_s:.2f} | "
+        f"{result.p50_ms / stock.p50_ms:.2f} | {result.p99_ms / stock.p99_ms:.2f}"
+    )
+
+
 def report(
     results: list[Result],
     batches: list[Batch],
@@ -584,11 +596,14 @@ def report(
         }
         stock, ceiling = by_server.get("stock"), by_server.get("ceiling")
         print(f"\n{model}:")
-        print("| server | requests/s | p50 ms | p99 ms | CPU µs/request | vs stock | of ceiling |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| server | requests/s | p50 ms | p99 ms | CPU µs/request "
+            "| requests/s vs stock | p50 vs stock | p99 vs stock | of ceiling |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for server, r in by_server.items():
             cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else "-"
-            over = f"{r.requests_per_s / stock.requests_per_s:.2f}" if stock else "-"
+            over = ratios(r, stock)
             share = f"{r.requests_per_s / ceiling.requests_per_s:.2f}" if ceiling else "-"
             print(
                 f"| {server} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
