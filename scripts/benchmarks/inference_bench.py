@@ -619,7 +619,7 @@ def report(
                 + ", ".join(f"{server} {verdict}" for server, verdict in check.answers.items())
             )
         if model in memory:
-            print(f"- mlstack's container peaked at {memory[model]:.0f} MiB")
+            print(f"- mlstack peaked at {memory[model]:.0f} MiB resident")
         errors = sum(r.non_2xx + r.socket_errors for r in by_server.values())
         if errors:
             print(f"- warning: {errors} failed requests (non-2xx or socket errors)")
