@@ -40,6 +40,21 @@ def call(
     **headers: str,
 ) -> Response:
     """One request through the ASGI app, its body in chunks as a server hands it over."""
+    request = acall(app, method, path, body, content_type, content_length, chunk, **headers)
+    return asyncio.run(request)
+
+
+async def acall(
+    app: InferenceApp,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    content_type: str | None = "application/json",
+    content_length: bool = True,
+    chunk: int = 65536,
+    **headers: str,
+) -> Response:
+    """call() on the running event loop, so that several can be in flight at once."""
     sent_headers = [(name.lower().replace("_", "-"), value) for name, value in headers.items()]
     if content_length:
         sent_headers.append(("content-length", str(len(body))))
@@ -68,7 +83,7 @@ def call(
         else:
             captured["body"] += message["body"]
 
-    asyncio.run(app(scope, receive, send))
+    await app(scope, receive, send)
     return Response(captured["status"], captured["headers"], captured["body"])
 
 
@@ -251,12 +266,18 @@ def test_an_invocation_past_the_timeout_restarts_the_worker(forest_predictor, on
     expired: list[str] = []
 
     class Slow:
+        """The forest, slow to predict, on the prediction thread (no fast path)."""
+
+        fast = None
         column_names = forest_predictor.column_names
         table_schema = forest_predictor.table_schema
 
-        def predict(self, parsed):
+        def prepare(self, parsed):
+            return forest_predictor.prepare(parsed)
+
+        def run_many(self, works):
             time.sleep(0.5)
-            return forest_predictor.predict(parsed)
+            return forest_predictor.run_many(works)
 
     watchdog = Watchdog(0.2, on_expired=expired.append)
     slow = InferenceApp(Settings(timeout=1), watchdog=watchdog)
@@ -274,3 +295,31 @@ def test_quick_invocations_do_not_trip_the_watchdog(app: InferenceApp, one_row) 
         call(app, "POST", "/invocations", one_row)
     assert app.watchdog.running == {}
     assert app.watchdog.check() is False
+
+
+def concurrently(app: InferenceApp, bodies: list[bytes]) -> list[Response]:
+    """The bodies POSTed at once, as connections of one worker send them."""
+
+    async def main() -> list[Response]:
+        return await asyncio.gather(*(acall(app, "POST", "/invocations", b) for b in bodies))
+
+    return asyncio.run(main())
+
+
+def test_requests_that_arrive_together_are_each_answered_as_alone(
+    forest_model_dir, forest_model, diabetes_data: Diabetes
+) -> None:
+    """Fast-path requests batched on the event loop, generic ones on the prediction thread."""
+    from mlstack.serving.predictor import load_predictor
+
+    rows = diabetes_data.test.iloc[:10]
+    bodies = [rows.iloc[[i]].to_json(orient="split").encode() for i in range(len(rows))]
+    for fast_path in (True, False):
+        served = InferenceApp(Settings(workers=1, batch_max_rows=4))
+        served.set_predictor(load_predictor(forest_model_dir, fast_path, batch_max_rows=4))
+        assert served.predictor is not None and served.predictor.proven
+        responses = concurrently(served, bodies)
+        assert [r.status for r in responses] == [200] * len(bodies)
+        answers = [r.json()["predictions"][0] for r in responses]
+        assert answers == forest_model.predict(rows).tolist()
+        assert served.watchdog.running == {}

@@ -37,6 +37,9 @@ def test_every_variable() -> None:
             "INFERENCE_MAX_COLUMNS": "20",
             "INFERENCE_MAX_VALUES": "30",
             "INFERENCE_MAX_DEPTH": "4",
+            "INFERENCE_BATCH_MAX_ROWS": "1",
+            "INFERENCE_BATCH_WAIT_MS": "5",
+            "INFERENCE_MODEL_THREADS": "2",
         }
     )
     assert settings == Settings(
@@ -53,6 +56,9 @@ def test_every_variable() -> None:
         max_columns=20,
         max_values=30,
         max_depth=4,
+        batch_max_rows=1,
+        batch_wait_ms=5,
+        model_threads=2,
     )
     assert settings.limits == Limits(max_rows=10, max_columns=20, max_values=30, max_depth=4)
     assert settings.max_payload_bytes is None
@@ -61,6 +67,8 @@ def test_every_variable() -> None:
 def test_default_limits() -> None:
     settings = load_settings({})
     assert settings.body_timeout == 30
+    assert settings.batch_max_rows == 32 and settings.batch_wait_ms == 0
+    assert settings.model_threads is None  # the CPUs available / the workers
     assert settings.limits == Limits(
         max_rows=1_000_000, max_columns=10_000, max_values=10_000_000, max_depth=32
     )
@@ -82,6 +90,9 @@ def test_default_limits() -> None:
         ({"INFERENCE_MAX_VALUES": "many"}, "INFERENCE_MAX_VALUES must be a whole number"),
         ({"SAGEMAKER_BATCH": "maybe"}, "SAGEMAKER_BATCH must be true or false"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
+        ({"INFERENCE_BATCH_MAX_ROWS": "0"}, "INFERENCE_BATCH_MAX_ROWS must be at least 1"),
+        ({"INFERENCE_BATCH_WAIT_MS": "1001"}, "INFERENCE_BATCH_WAIT_MS must be at most 1000"),
+        ({"INFERENCE_MODEL_THREADS": "0"}, "INFERENCE_MODEL_THREADS must be at least 1"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:

@@ -8,17 +8,15 @@ from pathlib import Path
 import mlflow.sklearn
 import numpy as np
 import pytest
-from sklearn.ensemble import (
-    ExtraTreesRegressor,
-    GradientBoostingRegressor,
-    RandomForestClassifier,
-)
+from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.neighbors import KNeighborsRegressor
 from sklearn.tree import DecisionTreeRegressor
 
 from mlstack.serving import decoder, fastpath
 from mlstack.serving.errors import BadRequest
 from mlstack.serving.predictor import Predictor, load_predictor
 
+from .fastpath_models import save_pickled
 from .models import (
     PIP_REQUIREMENTS,
     TRUSTED_TYPES,
@@ -71,20 +69,11 @@ def test_fast_path_equals_sklearn_row_by_row(
 
 
 @pytest.mark.parametrize("rows", [1, 2, 31, 32, 33, 111])
-def test_both_engines_are_exact_at_every_batch_size(
-    forest_model, diabetes_data: Diabetes, rows: int, monkeypatch
-) -> None:
-    """Up to WALK_MAX_ROWS rows walk all trees at once; more loop over the trees."""
+def test_exact_at_every_batch_size(forest_model, diabetes_data: Diabetes, rows: int) -> None:
     names = list(diabetes_data.test.columns)
     matrix = diabetes_data.test.to_numpy()[:rows]
     expected = forest_model.predict(diabetes_data.test.iloc[:rows])
-    walking = fastpath.TreeEnsemblePredictor(forest_model, names)
-    assert walking.walker is not None
-    assert np.array_equal(walking.predict(matrix), expected)
-    monkeypatch.setattr(fastpath, "WALK_MAX_NODES", 0)
-    looping = fastpath.TreeEnsemblePredictor(forest_model, names)
-    assert looping.walker is None
-    assert np.array_equal(looping.predict(matrix), expected)
+    assert np.array_equal(fastpath.build(forest_model, names, "predict").predict(matrix), expected)
 
 
 def test_generic_path_equals_sklearn_on_the_whole_test_set(
@@ -154,22 +143,13 @@ def test_other_tree_regressors(estimator, diabetes_data: Diabetes, tmp_path: Pat
     assert np.array_equal(actual, estimator.predict(diabetes_data.test))
 
 
-@pytest.mark.parametrize(
-    ("estimator", "target"),
-    [
-        (GradientBoostingRegressor(n_estimators=10, random_state=0), "y"),
-        (RandomForestClassifier(n_estimators=10, random_state=0), "class"),
-    ],
-    ids=["gradient-boosting", "classifier"],
-)
-def test_other_models_take_the_generic_path(
-    estimator, target: str, diabetes_data: Diabetes, tmp_path: Path
+def test_a_model_without_a_fast_path_takes_the_generic_path(
+    diabetes_data: Diabetes, tmp_path: Path
 ) -> None:
-    y = diabetes_data.y_train if target == "y" else diabetes_data.y_train > 140
-    estimator.fit(diabetes_data.train, y)
-    predictor = load_predictor(save_model(estimator, diabetes_data, tmp_path / "m"))
+    estimator = KNeighborsRegressor().fit(diabetes_data.train, diabetes_data.y_train)
+    predictor = load_predictor(save_pickled(estimator, diabetes_data.train, "predict", tmp_path))
     assert predictor.fast is None
-    assert "is not a supported tree regressor" in predictor.fast_path_note
+    assert predictor.fast_path_note == "off (KNeighborsRegressor: no fast path reproduces it)"
     actual = predictor.predict(decoder.parse_json(full_split(diabetes_data.test)))
     assert np.array_equal(np.asarray(actual), estimator.predict(diabetes_data.test))
 
@@ -195,19 +175,15 @@ def test_verification_catches_a_fast_path_that_is_not_exact(
     forest_model, diabetes_data: Diabetes
 ) -> None:
     names = list(diabetes_data.train.columns)
-    wrong = fastpath.TreeEnsemblePredictor(forest_model, list(reversed(names)))
+    wrong = fastpath.build(forest_model, list(reversed(names)), "predict")
     rows = fastpath.probe_rows(wrong, diabetes_data.train.to_numpy()[:5])
 
     def reference(matrix: np.ndarray) -> np.ndarray:
-        return forest_model.predict(
-            diabetes_data.train.iloc[:0]
-            .reindex(range(len(matrix)))
-            .assign(**{name: matrix[:, index] for index, name in enumerate(reversed(names))})[names]
-        )
+        return forest_model.predict(_frame(matrix[:, ::-1], names))
 
-    right = fastpath.TreeEnsemblePredictor(forest_model, names)
+    right = fastpath.build(forest_model, names, "predict")
     assert fastpath.verify(right, lambda m: forest_model.predict(_frame(m, names)), rows) is None
-    assert fastpath.verify(wrong, reference, rows) is not None
+    assert fastpath.verify(wrong, reference, rows).startswith("rows 0-260: row ")
 
 
 def _frame(matrix: np.ndarray, names: list[str]):
@@ -217,11 +193,14 @@ def _frame(matrix: np.ndarray, names: list[str]):
 
 
 def test_probe_rows_sit_on_thresholds(forest_model, diabetes_data: Diabetes) -> None:
-    predictor = fastpath.TreeEnsemblePredictor(forest_model, list(diabetes_data.train.columns))
-    rows = fastpath.probe_rows(predictor, diabetes_data.train.to_numpy()[:5])
+    fast = fastpath.build(forest_model, list(diabetes_data.train.columns), "predict")
+    rows = fastpath.probe_rows(fast, diabetes_data.train.to_numpy()[:5])
     assert rows.shape == (5 + 256, 10)
-    thresholds = set(np.concatenate([t.threshold for t in predictor.trees]).tolist())
+    thresholds = set(np.concatenate([t.threshold for t in fast.trees]).tolist())
     assert any(value in thresholds for value in rows[5:, 2].tolist())
+    # and on the float32 values either side of one, the type the trees compare in
+    above = set(np.nextafter(np.float32(list(thresholds)), np.float32(np.inf)).tolist())
+    assert any(value in above for value in rows[5:, 2].tolist())
 
 
 def test_feature_order() -> None:

@@ -167,10 +167,14 @@ def test_the_default_limits_take_a_full_dense_body(forest_predictor, diabetes_da
 
 def test_a_bug_is_a_500_without_internals_and_logged(forest_predictor, one_row, caplog) -> None:
     class Broken:
+        fast = None
         column_names = forest_predictor.column_names
         table_schema = forest_predictor.table_schema
 
-        def predict(self, parsed):
+        def prepare(self, parsed):
+            return forest_predictor.prepare(parsed)
+
+        def run_many(self, works):
             raise ZeroDivisionError("secret internals /opt/venv/lib/...")
 
     app = InferenceApp(Settings(workers=1))

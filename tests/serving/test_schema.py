@@ -120,3 +120,30 @@ def test_matrix_follows_the_requested_order() -> None:
 def test_dataframe_takes_the_signature_order() -> None:
     frame = SCHEMA.dataframe(Table(["name", "x", "flag", "n"], [["a", 1.0, True, 2]]))
     assert list(frame.columns) == ["x", "n", "flag", "name"]
+
+
+@pytest.mark.parametrize(
+    "types",
+    [["double", "double"], ["double", "long"], ["float", "integer"]],
+    ids=["doubles", "double-long", "float-integer"],
+)
+@pytest.mark.parametrize("rows", [[[1.5, 2]], [[1.5, 2], [-3.25, 2**30], [1e-30, 0]]])
+def test_a_numeric_frame_is_the_frame_of_the_same_rows(types: list[str], rows) -> None:
+    """The TABLE route builds its frame from the matrix; the model sees the same frame."""
+    schema = TableSchema([ColumnSpec("a", types[0]), ColumnSpec("b", types[1])])
+    whole = [value if index == 0 else int(value) for row in rows for index, value in enumerate(row)]
+    typed = [whole[i : i + 2] for i in range(0, len(whole), 2)]
+    expected = schema.dataframe(Table(["a", "b"], typed))
+    actual = schema.numeric_frame(np.array(rows, dtype=np.float64))
+    assert actual.equals(expected)
+    assert list(actual.dtypes) == list(expected.dtypes)
+    assert np.asarray(actual).flags["F_CONTIGUOUS"] == np.asarray(expected).flags["F_CONTIGUOUS"]
+
+
+def test_decimals_in_float_columns_pass_the_quick_check() -> None:
+    schema = TableSchema([ColumnSpec("a", "double"), ColumnSpec("b", "float")])
+    schema.check_types(Table(["a", "b"], [[1.5, 2.5]]))
+    with pytest.raises(BadRequest, match="row 0 has boolean True"):
+        schema.check_types(Table(["a", "b"], [[1.5, True]]))
+    with pytest.raises(BadRequest, match="which no double holds exactly"):
+        schema.check_types(Table(["a", "b"], [[2**53 + 1, 2.5]]))

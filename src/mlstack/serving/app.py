@@ -11,11 +11,15 @@ server with one error line.
 
 Why ASGI on an event loop (uvicorn workers under gunicorn, see gunicorn_conf):
 each worker's loop reads requests and answers /ping itself, while predictions
-run one at a time on the worker's single prediction thread. /ping therefore
-never queues behind a slow prediction or a slow upload (a thread per request
-would: every thread can be held by a client that sends its body slowly), and a
-body that does not arrive within INFERENCE_BODY_TIMEOUT is answered 408 and its
-connection closed, so no client holds a worker.
+run on the worker's single prediction thread. /ping therefore never queues
+behind a slow prediction or a slow upload (a thread per request would: every
+thread can be held by a client that sends its body slowly), and a body that does
+not arrive within INFERENCE_BODY_TIMEOUT is answered 408 and its connection
+closed, so no client holds a worker. The one exception is work known to be
+short: a small body (INLINE_MAX_BYTES) that the fast path answers for a few rows
+is parsed and predicted on the loop itself, where handing it to the thread would
+cost more than the work (scheduling.py). Requests that arrive together are
+predicted together where that is proven exact (batching.py).
 """
 
 from __future__ import annotations
@@ -26,12 +30,11 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlstack.core.errors import StartupError
-from mlstack.serving import decoder, encoder
+from mlstack.serving import decoder, encoder, threads
 from mlstack.serving.config import Settings, load_settings
 from mlstack.serving.content_types import CSV, JSON, choose_output, parse_content_type
 from mlstack.serving.errors import (
@@ -44,7 +47,8 @@ from mlstack.serving.errors import (
     RequestTimeout,
 )
 from mlstack.serving.lifecycle import Readiness, Watchdog, fatal, shared_readiness
-from mlstack.serving.predictor import Predictor
+from mlstack.serving.predictor import FAST, Predictor, Prepared
+from mlstack.serving.scheduling import LoopBatch, PredictionThread
 
 Loader = Callable[[Settings], Predictor]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -64,6 +68,10 @@ ERROR_CODES = {
     500: "INTERNAL_ERROR",
     503: "MODEL_NOT_READY",
 }
+# Bodies up to this size, answered by the fast path for up to INLINE_MAX_ROWS rows, are
+# parsed and predicted on the event loop (well under a millisecond each).
+INLINE_MAX_BYTES = 16 * 1024
+INLINE_MAX_ROWS = 32
 
 
 @dataclass
@@ -83,6 +91,35 @@ def error_response(error: RequestError, extra: list[tuple[str, str]] | None = No
     return Response(error.status, JSON, body, list(extra or []))
 
 
+@dataclass
+class Invocation:
+    """A POST /invocations whose body has been read."""
+
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class Begun:
+    """An invocation checked and prepared, waiting for the model; `output` is its answer's
+    media type."""
+
+    work: Prepared
+    output: str
+
+
+def internal_error(method: str, path: str, error: BaseException) -> Response:
+    """Our bug (or the model's), not the client's: the traceback goes to the log under an id
+    the client sees; the message says nothing of the server's internals."""
+    request_id = uuid.uuid4().hex[:12]
+    log.error("%s %s failed (error id %s)", method, path, request_id, exc_info=error)
+    message = (
+        f"internal error (error id {request_id}): the server failed on this request; "
+        "its log has the details"
+    )
+    return Response(500, JSON, encoder.error_body(ERROR_CODES[500], message))
+
+
 def load_from_settings(settings: Settings) -> Predictor:
     """Resolve the model source and load it (what each worker does at start)."""
     from mlstack.serving.model_source import resolve_model_dir
@@ -90,7 +127,17 @@ def load_from_settings(settings: Settings) -> Predictor:
 
     model_dir = resolve_model_dir(settings)
     log.info("loading the MLflow model in %s", model_dir)
-    return load_predictor(model_dir, fast_path=settings.fast_path)
+    predictor = load_predictor(
+        model_dir, fast_path=settings.fast_path, batch_max_rows=settings.batch_max_rows
+    )
+    count = threads.threads_per_worker(
+        settings.workers, settings.model_threads, threads.available_cpus()
+    )
+    try:
+        log.info("native thread pools in this worker: %s", threads.limit_loaded_pools(count))
+    except ImportError:  # a model venv without threadpoolctl: the variables alone apply
+        log.info("native thread pools: threadpoolctl is not installed; OMP_NUM_THREADS etc. apply")
+    return predictor
 
 
 class InferenceApp:
@@ -108,10 +155,16 @@ class InferenceApp:
         self.predictor: Predictor | None = None
         self.loaded = threading.Event()
         self.ping_body = b""
-        # One prediction at a time per worker: the work is CPU-bound under the GIL,
+        # One prediction thread per worker: the work is CPU-bound under the GIL,
         # and more threads only queue requests behind each other (measured on
         # 2 cores: p99 10 ms with one thread, 20 ms with two, 650 ms with four).
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        wait = settings.batch_wait_ms / 1000
+        self.thread: PredictionThread[Invocation | Begun, Response] = PredictionThread(
+            self._watched, settings.batch_max_rows, wait
+        )
+        self.loop_batch: LoopBatch[Begun, Response] = LoopBatch(
+            self._process, settings.batch_max_rows, wait
+        )
         self.execution_parameters = json.dumps(
             {
                 "MaxConcurrentTransforms": settings.workers,
@@ -135,6 +188,10 @@ class InferenceApp:
         self.ping_body = json.dumps(
             {"status": "ready", "fast_path": predictor.fast_path_note}
         ).encode()
+        # Group requests only for routes proven to batch: otherwise each is answered alone.
+        routes = predictor.proven
+        self.thread.max_items = self.settings.batch_max_rows if routes else 1
+        self.loop_batch.max_items = self.settings.batch_max_rows if FAST in routes else 1
         self.loaded.set()
         self.readiness.mark_loaded()
 
@@ -153,7 +210,12 @@ class InferenceApp:
                 log.exception("loading the model failed")
                 on_error(f"cannot load the model: {type(error).__name__}: {error}")
                 return
-            log.info("model ready; fast path %s", predictor.fast_path_note)
+            log.info(
+                "model ready; fast path %s; generic path %s; batching %s",
+                predictor.fast_path_note,
+                predictor.generic_note,
+                predictor.batching_note,
+            )
             self.set_predictor(predictor)
 
         thread = threading.Thread(target=run, name="model-loader", daemon=True)
@@ -166,7 +228,6 @@ class InferenceApp:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes = b""
     ) -> Response:
         """The answer to one request whose body has been read; never raises."""
-        request_id = ""
         try:
             methods = self.routes.get(path)
             if methods is None:
@@ -188,16 +249,8 @@ class InferenceApp:
             if error.status == 413:
                 log.warning("%s %s: %d %s", method, path, error.status, error.message)
             return error_response(error)
-        except Exception:
-            # Our bug, not the client's: the traceback goes to the log under an id the
-            # client sees; the message says nothing of the server's internals.
-            request_id = uuid.uuid4().hex[:12]
-            log.exception("%s %s failed (error id %s)", method, path, request_id)
-            message = (
-                f"internal error (error id {request_id}): the server failed on this request; "
-                "its log has the details"
-            )
-            return Response(500, JSON, encoder.error_body(ERROR_CODES[500], message))
+        except Exception as error:
+            return internal_error(method, path, error)
 
     def ping(self) -> Response:
         """200 once every worker has loaded the model, 503 before."""
@@ -209,30 +262,72 @@ class InferenceApp:
 
     def invocations(self, headers: Mapping[str, str], body: bytes) -> Response:
         """Predict: parse, check against the signature, predict, format."""
+        return self._watched([Invocation(headers, body)])[0]
+
+    def _watched(self, items: list[Invocation | Begun]) -> list[Response]:
+        """_process under the watchdog (SAGEMAKER_MODEL_SERVER_TIMEOUT)."""
         self.watchdog.started()
         try:
-            return self._invocations(headers, body)
+            return self._process(items)
         finally:
             self.watchdog.finished()
 
-    def _invocations(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def _process(self, items: list[Invocation | Begun]) -> list[Response]:
+        """The answers to invocations handed over together; the model is called once per
+        batch of them (Predictor.run_many)."""
+        answers: list[Response | Begun] = [
+            item if isinstance(item, Begun) else self._begin(item) for item in items
+        ]
+        begun = [(index, item) for index, item in enumerate(answers) if isinstance(item, Begun)]
+        if begun:
+            predictor = self.predictor
+            assert predictor is not None
+            try:
+                outcomes = predictor.run_many([item.work for _, item in begun])
+            except Exception as error:  # our bug: every request of the group gets the 500
+                outcomes = [error] * len(begun)
+            for (index, item), outcome in zip(begun, outcomes, strict=True):
+                answers[index] = self._finish(item, outcome)
+        return [answer for answer in answers if isinstance(answer, Response)]
+
+    def _begin(self, invocation: Invocation) -> Response | Begun:
+        """Parse and check an invocation; its error answer, or the work for the model."""
+        try:
+            return self._prepare(invocation.headers, invocation.body)
+        except RequestError as error:
+            return error_response(error)
+        except Exception as error:
+            return internal_error("POST", "/invocations", error)
+
+    def _prepare(self, headers: Mapping[str, str], body: bytes) -> Begun:
         predictor = self.predictor
         if predictor is None:
             raise ModelNotReady("the model is still loading; retry when /ping answers 200")
         media, params = parse_content_type(headers.get("content-type"))
         default_output = media if self.settings.batch else JSON
         output = choose_output(headers.get("accept"), default_output)
-        if not body.strip():
+        if not body or body.isspace():
             raise BadRequest(f"the request body is empty: send {media} rows to predict")
         limits = self.settings.limits
         if media == JSON:
             parsed = decoder.parse_json(body, params.get("format"), limits, predictor.table_schema)
         else:
             parsed = decoder.parse_csv(body, predictor.column_names, limits)
-        predictions = predictor.predict(parsed)
-        if output == CSV:
-            return Response(200, CSV, encoder.csv_predictions(predictions))
-        return Response(200, JSON, encoder.json_predictions(predictions))
+        return Begun(predictor.prepare(parsed), output)
+
+    @staticmethod
+    def _finish(begun: Begun, outcome: Any) -> Response:
+        """The answer for one invocation from its predictions, or from the error they raised."""
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if begun.output == CSV:
+                return Response(200, CSV, encoder.csv_predictions(outcome))
+            return Response(200, JSON, encoder.json_predictions(outcome))
+        except RequestError as error:
+            return error_response(error)
+        except Exception as error:
+            return internal_error("POST", "/invocations", error)
 
     # --- ASGI ------------------------------------------------------------------------------
 
@@ -268,10 +363,15 @@ class InferenceApp:
             # client, still sending, reads this answer rather than a reset.
             log.warning("POST /invocations: %d %s", error.status, error.message)
             return error_response(error)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, self.respond, "POST", "/invocations", headers, body
-        )
+        invocation = Invocation(headers, body)
+        if self.predictor.fast is None or len(body) > INLINE_MAX_BYTES:
+            return await self.thread.submit(invocation)
+        begun = self._begin(invocation)
+        if isinstance(begun, Response):
+            return begun
+        if begun.work.route == FAST and begun.work.rows <= INLINE_MAX_ROWS:
+            return await self.loop_batch.submit(begun)
+        return await self.thread.submit(begun)
 
     async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         limit = self.settings.max_payload_bytes

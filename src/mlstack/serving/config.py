@@ -9,7 +9,6 @@ so that a small body cannot cost a worker gigabytes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from pydantic import Field, field_validator
 from mlstack.core.errors import StartupError
 from mlstack.core.settings import Settings as BaseSettings
 from mlstack.core.settings import env, load
+from mlstack.serving.threads import available_cpus
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 POLICIES = ("strict", "warn", "model")  # INFERENCE_ENV_POLICY (model_env)
@@ -26,14 +26,14 @@ MEBIBYTE = 1024 * 1024
 # SageMaker gives an invocation 60 s in all; reading its body cannot take longer.
 INVOCATION_LIMIT_SECONDS = 60
 MAX_PORT = 65535
+# The longest a request may wait for others to share its model call.
+MAX_BATCH_WAIT_MS = 1000
 
 
 def default_workers() -> int:
-    """One worker per CPU this process may run on, as SageMaker's toolkits default."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """One worker per CPU this process may use (affinity and cgroup quota), as SageMaker's
+    toolkits default."""
+    return available_cpus()
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # The server that resolves models:/ and runs:/ URIs (MLflow's client reads it too).
     tracking_uri: str | None = env("MLFLOW_TRACKING_URI")
     fast_path: bool = env("INFERENCE_FAST_PATH", True)
+    # Concurrent requests predicted in one model call, when that is proven exact (batching.py).
+    batch_max_rows: int = env("INFERENCE_BATCH_MAX_ROWS", 32, 1)
+    batch_wait_ms: int = env("INFERENCE_BATCH_WAIT_MS", 0, 0, le=MAX_BATCH_WAIT_MS)
+    # Native threads per worker (threads.py); unset: the CPUs available / the workers.
+    model_threads: int | None = env("INFERENCE_MODEL_THREADS", None, 1)
     log_level: str = env("LOG_LEVEL", "info")
     body_timeout: int = env("INFERENCE_BODY_TIMEOUT", 30, 1)
     max_rows: int = env("INFERENCE_MAX_ROWS", Limits.max_rows, 1)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from mlstack.core.errors import StartupError
-from mlstack.serving import model_env
+from mlstack.serving import model_env, threads
 from mlstack.serving.config import Settings, load_settings
 from mlstack.serving.model_source import (
     MLMODEL,
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if in_model_venv:  # model_env.prepare has set os.environ for the venv's entrypoint
         os.execv(in_model_venv[0], in_model_venv)
+    # Before any worker imports the model's libraries: they read these once, when they load.
+    log.info("%s", threads.configure(settings.workers, settings.model_threads))
     command = gunicorn_command()
     os.execvp(command[0], command)
 

@@ -124,6 +124,7 @@ class TableSchema:
         self.required = [column.name for column in self.columns if column.required]
         self.all_numeric = all(column.type in NUMERIC_TYPES for column in self.columns)
         self.has_int = any(column.type in INT_TYPES for column in self.columns)
+        self.all_float = all(column.type in FLOAT_TYPES for column in self.columns)
 
     @classmethod
     def from_mlflow(cls, schema: Any) -> TableSchema | None:
@@ -165,6 +166,8 @@ class TableSchema:
 
     def check_types(self, table: Table) -> None:
         """Refuse values whose JSON type the column's signature type does not accept."""
+        if self.all_float and all(type(v) is float for row in table.rows for v in row):
+            return  # decimals in float columns: nothing to refuse (the common request)
         specs = [self.by_name[name] for name in table.columns]
         for column_index, spec in enumerate(specs):
             accepted = ACCEPTED.get(spec.type)
@@ -272,6 +275,27 @@ class TableSchema:
             positions = {name: index for index, name in enumerate(table.columns)}
             matrix = matrix[:, [positions[name] for name in order]]
         return matrix
+
+    def numeric_frame(self, matrix: np.ndarray):
+        """A pandas DataFrame of a finite float64 matrix in the signature's column order,
+        each column in its signature's type, as dataframe() types the same rows.
+
+        Exact for the rows it is given (the TABLE route): integers below 2**53, which float64
+        holds exactly, and float32 columns rounded from float64, as astype rounds them.
+        """
+        import pandas as pd
+
+        dtypes = [NUMPY_TYPES[column.type] for column in self.columns]
+        if all(dtype == "float64" for dtype in dtypes):
+            # Column-major, as pandas lays out a frame built from rows: the model then sees
+            # the same array (np.asarray(frame)) either way.
+            return pd.DataFrame(np.asfortranarray(matrix), columns=self.names, copy=False)
+        return pd.DataFrame(
+            {
+                name: matrix[:, index].astype(dtype)
+                for index, (name, dtype) in enumerate(zip(self.names, dtypes, strict=True))
+            }
+        )
 
     def dataframe(self, table: Table):
         """A pandas DataFrame in the signature's column order and numeric types.

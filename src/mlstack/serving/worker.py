@@ -24,6 +24,8 @@ class InferenceWorker(UvicornWorker):
         "lifespan": "off",
         "access_log": False,
         "server_header": False,
+        # The app reads no client address: no X-Forwarded-For middleware on every request.
+        "proxy_headers": False,
     }
     # How often a replacement worker tells the master it is alive while it loads.
     LOAD_HEARTBEAT_SECONDS = 1.0
