@@ -81,17 +81,19 @@ def test_a_cli_error_from_settings_is_one_line(tmp_path: Path):
     )
     assert result.exit_code == 1
     assert result.stderr == (
-        "mlstack-aws: error: TUNING_MAX_PARALLEL_JOBS must be a whole number, got 'two'\n"
+        "mlstack: error: TUNING_MAX_PARALLEL_JOBS must be a whole number, got 'two'\n"
     )
 
 
 def test_only_the_settings_module_reads_the_environment():
-    """`os.environ` in scripts/ only where settings are read, or a child's environment made."""
-    allowed = {ROOT / "scripts" / "mlstack" / "settings.py"}
+    """`os.environ` in the CLI only where settings are read, or a child's environment made."""
+    cli_dir = ROOT / "src" / "mlstack" / "cli"
+    allowed = {cli_dir / "settings.py"}
     child_env = re.compile(r"env = \{\*\*os\.environ")  # a subprocess's environment
+    assert (cli_dir / "settings.py").is_file()
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for path in (ROOT / "scripts").rglob("*.py")
+        for path in cli_dir.rglob("*.py")
         if path not in allowed
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if ("os.environ" in line or "os.getenv" in line) and not child_env.search(line)

@@ -8,7 +8,6 @@ mlstack build-model-image ...    an inference image with one model in its own en
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -16,12 +15,17 @@ import click
 from mlstack import version
 from mlstack.cli import data, model_image
 from mlstack.cli.aws.cli import aws
+from mlstack.cli.errors import MlstackGroup
 from mlstack.cli.local.cli import local
-from mlstack.cli.options import Context, fail
-from mlstack.cli.settings import DEFAULT_ENV_FILE, ModelImageSettings, SettingsError, load
+from mlstack.cli.options import Context
+from mlstack.cli.settings import DEFAULT_ENV_FILE, ModelImageSettings, load
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    "mlstack",
+    cls=MlstackGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(version(), prog_name="mlstack")
 @click.option(
     "--env-file",
@@ -42,13 +46,7 @@ def cli(ctx: click.Context, env_file: Path) -> None:
 
 cli.add_command(local)
 cli.add_command(aws)
-
-
-@cli.command("data", context_settings={"ignore_unknown_options": True}, add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def data_command(args: tuple[str, ...]) -> None:
-    """Write train/test CSV channels (data/DATASET) and their features/target."""
-    sys.exit(data.main(list(args)))
+cli.add_command(data.command)
 
 
 @cli.command("build-model-image")
@@ -67,15 +65,10 @@ def build_model_image(
     mlflow_tracking_uri: str | None,
 ) -> None:
     """An image FROM mlstack/inference with one model and a venv of exactly its requirements."""
-    try:
-        settings = load(
-            ModelImageSettings, ctx.obj.env_file, mlflow_tracking_uri=mlflow_tracking_uri
-        )
-        pins = model_image.build(
-            model_uri, image, base or f"mlstack/inference:{version()}", settings.mlflow_tracking_uri
-        )
-    except (model_image.ModelImageError, SettingsError) as error:
-        fail(model_image.PROGRAM, str(error))
+    settings = load(ModelImageSettings, ctx.obj.env_file, mlflow_tracking_uri=mlflow_tracking_uri)
+    pins = model_image.build(
+        model_uri, image, base or f"mlstack/inference:{version()}", settings.mlflow_tracking_uri
+    )
     click.echo(f"built {image} ({' '.join(pins)})", err=True)
     click.echo(image)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -34,9 +34,3 @@ def setting_option(
         help=f"{help_text} [env {variable(cls, field)}{default}]",
         **kwargs,
     )
-
-
-def fail(program: str, message: str) -> NoReturn:
-    """One line on stderr, exit status 1: how every command reports a problem to fix."""
-    click.echo(f"{program}: error: {message}", err=True)
-    raise SystemExit(1)

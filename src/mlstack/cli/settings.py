@@ -25,6 +25,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from mlstack import ROOT
+from mlstack.cli.errors import CliError
 from mlstack.cli.tuning import DEFAULT_MAX_JOBS, DEFAULT_MAX_PARALLEL_JOBS
 from mlstack.core.errors import MlstackError
 from mlstack.core.settings import Settings as CoreSettings
@@ -34,7 +35,7 @@ DEFAULT_ENV_FILE = ".env"
 WholeNumber = Annotated[int, Field(ge=1)]
 
 
-class SettingsError(MlstackError):
+class SettingsError(CliError):
     """A setting is missing or wrong; the message names it and says how to fix it."""
 
 

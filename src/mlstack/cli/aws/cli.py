@@ -2,7 +2,7 @@
 
 Each command reads `AwsSettings` (the environment, then `.env`; the README's configuration
 table lists every variable); its options override them. Failures: one line
-"mlstack-aws: error: ..." and exit status 1.
+"mlstack: error: ..." and exit status 1 (mlstack.cli.errors).
 """
 
 from __future__ import annotations
@@ -14,19 +14,14 @@ import click
 
 from mlstack import ROOT
 from mlstack.cli.aws import deploy_endpoint, deploy_fargate, invoke, push, sagemaker_local, tune
-from mlstack.cli.aws.common import PROGRAM
-from mlstack.cli.options import Context, fail, setting_option
-from mlstack.cli.settings import AwsSettings, SettingsError, load
+from mlstack.cli.options import Context, setting_option
+from mlstack.cli.settings import AwsSettings, load
 
 
-def run(ctx: click.Context, main: Callable[..., int], overrides: dict, *args: object) -> None:
-    """Load the settings (options win), run the command, exit with its status."""
+def run(ctx: click.Context, main: Callable[..., None], overrides: dict, *args: object) -> None:
+    """Load the settings (options win), then run the command with them."""
     context: Context = ctx.obj
-    try:
-        settings = load(AwsSettings, context.env_file, **overrides)
-    except SettingsError as error:
-        fail(PROGRAM, str(error))
-    ctx.exit(main(settings, *args))
+    main(load(AwsSettings, context.env_file, **overrides), *args)
 
 
 def option(field: str, help_text: str, *decls: str, **kwargs: object) -> Callable:

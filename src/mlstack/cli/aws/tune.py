@@ -38,7 +38,6 @@ from mlstack.cli.aws.common import (
     account_id,
     boto_session,
     ecr_image_uri,
-    main_wrapper,
     sagemaker_sdk_logging,
     source_code,
 )
@@ -291,8 +290,7 @@ class SageMakerJobs:
         return poll(check, timeout=None, interval=self.poll_seconds)
 
 
-@main_wrapper
-def main(settings: AwsSettings) -> int:
+def main(settings: AwsSettings) -> None:
     """Run the tuning job under one MLflow parent run; print the best training job's name."""
     from mlflow import MlflowClient
 
@@ -322,4 +320,3 @@ def main(settings: AwsSettings) -> int:
     except tuning.TuningFailed as error:
         raise AwsScriptError(str(error)) from None
     print(best.job_name)
-    return 0

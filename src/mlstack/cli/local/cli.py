@@ -5,20 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import requests
-from docker.errors import DockerException
 
 from mlstack import version
-from mlstack.cli.channels import ChannelError
 from mlstack.cli.local import backup as backups
 from mlstack.cli.local import loop as loops
 from mlstack.cli.local import stack as stacks
-from mlstack.cli.local.jobs import JobError
 from mlstack.cli.local.make_env import main as make_env
-from mlstack.cli.options import Context, fail, setting_option
-from mlstack.cli.settings import LocalSettings, SettingsError, load
-
-LOOP_ERRORS = (JobError, SettingsError, ChannelError, requests.RequestException)
+from mlstack.cli.options import Context, setting_option
+from mlstack.cli.settings import LocalSettings, load
 
 
 def script_options(command):
@@ -55,10 +49,7 @@ def make_loop(ctx: click.Context, **overrides: object) -> loops.Loop:
     env_file = options.pop("env_file")
     names = ("network", "tracking_uri", "tracking_uri_in_network", "jobs_dir", "image")
     given = {name: options.pop(name) for name in names}
-    try:
-        settings = load(LocalSettings, env_file, **options, **overrides)
-    except SettingsError as error:
-        fail(loops.PROGRAM, str(error))
+    settings = load(LocalSettings, env_file, **options, **overrides)
     return loops.Loop(
         settings=settings,
         network=given["network"] or settings.network,
@@ -69,14 +60,6 @@ def make_loop(ctx: click.Context, **overrides: object) -> loops.Loop:
     )
 
 
-def run_loop(action, *args: object) -> None:
-    """Run a loop command; its errors end in one line and exit status 1."""
-    try:
-        action(*args)
-    except LOOP_ERRORS as error:
-        fail(loops.PROGRAM, str(error))
-
-
 @local.command()
 @setting_option(LocalSettings, "n_estimators", "trees", type=int)
 @setting_option(LocalSettings, "min_samples_leaf", "smallest leaf", type=int)
@@ -85,7 +68,7 @@ def run_loop(action, *args: object) -> None:
 @click.pass_context
 def train(ctx: click.Context, **overrides: object) -> None:
     """One SageMaker-style training job against the stack, its log streamed."""
-    run_loop(loops.train, make_loop(ctx, **overrides))
+    loops.train(make_loop(ctx, **overrides))
 
 
 @local.command()
@@ -96,14 +79,14 @@ def train(ctx: click.Context, **overrides: object) -> None:
 def hpo(ctx: click.Context, **overrides: object) -> None:
     """Tune: jobs over the tuning's ranges under one run; the best one registered."""
     loop = make_loop(ctx, **overrides)
-    run_loop(loops.hpo, loop, loop.settings.tuning_max_jobs, loop.settings.tuning_max_parallel_jobs)
+    loops.hpo(loop, loop.settings.tuning_max_jobs, loop.settings.tuning_max_parallel_jobs)
 
 
 @local.command()
 @click.pass_context
 def promote(ctx: click.Context) -> None:
     """Alias `champion` the registered version with the lowest objective."""
-    run_loop(loops.promote, make_loop(ctx))
+    loops.promote(make_loop(ctx))
 
 
 @local.command()
@@ -111,7 +94,7 @@ def promote(ctx: click.Context) -> None:
 @click.pass_context
 def predict(ctx: click.Context, endpoint: str) -> None:
     """Send the first test row to the endpoint as the reference does; print the prediction."""
-    run_loop(loops.predict, make_loop(ctx), endpoint)
+    loops.predict(make_loop(ctx), endpoint)
 
 
 @local.command()
@@ -125,8 +108,7 @@ def serve(
 ) -> None:
     """Serve models:/MODEL_NAME@champion on 127.0.0.1:PORT; wait until it answers /ping."""
     loop = make_loop(ctx)
-    run_loop(
-        loops.serve,
+    loops.serve(
         loop,
         image or f"mlstack/inference:{version()}",
         container or loop.settings.endpoint_container,
@@ -142,19 +124,13 @@ def backup_settings(ctx: click.Context, project: str | None) -> LocalSettings:
     return load(LocalSettings, env_file, compose_project=project)
 
 
-BACKUP_ERRORS = (backups.BackupError, DockerException, SettingsError)
-
-
 @local.command()
 @setting_option(LocalSettings, "compose_project", "compose project", "--project")
 @click.option("--into", default="backups", show_default=True, type=click.Path(path_type=Path))
 @click.pass_context
 def backup(ctx: click.Context, compose_project: str | None, into: Path) -> None:
     """Dump the stack's databases and copy its bucket into INTO/YYYYmmdd-HHMMSS/."""
-    try:
-        backups.backup(backup_settings(ctx, compose_project), into)
-    except BACKUP_ERRORS as error:
-        fail(backups.PROGRAM, str(error))
+    backups.backup(backup_settings(ctx, compose_project), into)
 
 
 @local.command()
@@ -164,10 +140,7 @@ def backup(ctx: click.Context, compose_project: str | None, into: Path) -> None:
 @click.pass_context
 def restore(ctx: click.Context, compose_project: str | None, source: Path, yes: bool) -> None:
     """Replace the stack's databases and bucket objects by a backup's."""
-    try:
-        backups.restore(backup_settings(ctx, compose_project), source, yes)
-    except BACKUP_ERRORS as error:
-        fail(backups.PROGRAM, str(error))
+    backups.restore(backup_settings(ctx, compose_project), source, yes)
 
 
 @local.command("make-env")
@@ -180,18 +153,7 @@ def make_env_command(ctx: click.Context, example: str) -> None:
 
 def stack_settings(ctx: click.Context) -> LocalSettings:
     """The stack's settings (environment, then its .env)."""
-    try:
-        return load(LocalSettings, ctx.obj["env_file"])
-    except SettingsError as error:
-        fail(stacks.PROGRAM, str(error))
-
-
-def run_stack(action, *args: object, **kwargs: object) -> None:
-    """Run a compose action; its errors end in one line and exit status 1."""
-    try:
-        action(*args, **kwargs)
-    except (stacks.StackError, DockerException) as error:
-        fail(stacks.PROGRAM, str(error))
+    return load(LocalSettings, ctx.obj["env_file"])
 
 
 @local.command()
@@ -203,15 +165,15 @@ def up(ctx: click.Context, example: str) -> None:
     The tracking server's image must be built (make build-tracking-server; make local-up does)."""
     env_file = ctx.obj["env_file"]
     make_env(example, str(env_file))
-    run_stack(stacks.up, stack_settings(ctx), env_file)
+    stacks.up(stack_settings(ctx), env_file)
 
 
 def stop_stack(ctx: click.Context, *, volumes: bool) -> None:
     """Stop the stack's training jobs (their runs end KILLED), its endpoint, then the stack."""
     settings = stack_settings(ctx)
-    run_loop(loops.stop_jobs, settings.network)
-    run_loop(loops.remove_endpoint, settings.endpoint_container)
-    run_stack(stacks.down, settings, ctx.obj["env_file"], volumes=volumes)
+    loops.stop_jobs(settings.network)
+    loops.remove_endpoint(settings.endpoint_container)
+    stacks.down(settings, ctx.obj["env_file"], volumes=volumes)
 
 
 @local.command()
@@ -232,8 +194,7 @@ def clean(ctx: click.Context) -> None:
 @click.pass_context
 def logs(ctx: click.Context) -> None:
     """Follow the stack's logs."""
-    run_stack(
-        stacks.compose,
+    stacks.compose(
         stack_settings(ctx),
         ctx.obj["env_file"],
         "logs",
@@ -248,7 +209,7 @@ def logs(ctx: click.Context) -> None:
 @click.pass_context
 def compose(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Any docker compose command on the stack (its project, files and env files)."""
-    run_stack(stacks.compose, stack_settings(ctx), ctx.obj["env_file"], *args)
+    stacks.compose(stack_settings(ctx), ctx.obj["env_file"], *args)
 
 
 @local.command()
@@ -259,9 +220,9 @@ def demo(ctx: click.Context, port: int) -> None:
     channels written: mlstack data)."""
     ctx.invoke(up)
     loop = make_loop(ctx)
-    run_loop(loops.train, loop)
-    run_loop(loops.hpo, loop, loop.settings.tuning_max_jobs, loop.settings.tuning_max_parallel_jobs)
-    run_loop(loops.promote, loop)
+    loops.train(loop)
+    loops.hpo(loop, loop.settings.tuning_max_jobs, loop.settings.tuning_max_parallel_jobs)
+    loops.promote(loop)
     image = f"mlstack/inference:{version()}"
-    run_loop(loops.serve, loop, image, loop.settings.endpoint_container, port, 120.0)
-    run_loop(loops.predict, loop, f"http://127.0.0.1:{port}")
+    loops.serve(loop, image, loop.settings.endpoint_container, port, 120.0)
+    loops.predict(loop, f"http://127.0.0.1:{port}")

@@ -2,7 +2,7 @@
 
 `mlstack local ...` (the Makefile's local-* targets) calls these with a `Loop`: the stack's
 settings (`LocalSettings`) with the command line's overrides. Each prints what it did; a
-failure is a JobError whose one line the CLI prints as "local_loop: error: ...".
+failure is a JobError whose one line the CLI prints as "mlstack: error: ...".
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from pathlib import Path
 import requests
 
 from mlstack import version as project_version
-from mlstack.cli import tuning
+from mlstack.cli import docker_engine, tuning
 from mlstack.cli.channels import ChannelError, data_hyperparameters, reference_payload
 from mlstack.cli.local import jobs as local_jobs
 from mlstack.cli.local.jobs import JobError, JobResult
 from mlstack.cli.settings import LocalSettings
 from mlstack.cli.tuning import OBJECTIVE, RANGES
 from mlstack.core.waiting import TimedOut, until_ok
-
-PROGRAM = "local_loop"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ def with_script(
 def train(loop: Loop) -> None:
     """One job with the settings' hyperparameters, its log streamed."""
     script = script_of(loop)
-    client = local_jobs.docker_client()
+    client = docker_engine.client()
     name = f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     hyperparameters: dict[str, object] = {
         **base_hyperparameters(loop),
@@ -120,7 +118,7 @@ def hpo(loop: Loop, jobs: int, parallel: int) -> None:
     mlflow.set_tracking_uri(loop.tracking_uri)
     experiment = tuning.experiment_id(tracking, loop.settings.experiment_name)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    backend = LocalJobs(loop, local_jobs.docker_client(), tracking, stamp, jobs, parallel, script)
+    backend = LocalJobs(loop, docker_engine.client(), tracking, stamp, jobs, parallel, script)
 
     def register(parent_id: str, best: tuning.Best) -> None:
         name = loop.settings.model_name
@@ -312,7 +310,7 @@ def wait_ready(endpoint: str, container: str, timeout: float) -> None:
     its container stops."""
 
     def alive() -> None:
-        if container and not local_jobs.is_running(local_jobs.docker_client(), container):
+        if container and not local_jobs.is_running(docker_engine.client(), container):
             raise JobError(f"container {container} stopped: see `docker logs {container}`")
 
     try:
@@ -327,7 +325,7 @@ def serve(loop: Loop, image: str, container: str, port: int, timeout: float) -> 
     stack's network (replacing an earlier endpoint of that name); wait until it is ready."""
     from docker.errors import ImageNotFound, NotFound
 
-    client = local_jobs.docker_client()
+    client = docker_engine.client()
     with contextlib.suppress(NotFound):
         client.containers.get(container).remove(force=True)
     environment = {
@@ -359,11 +357,11 @@ def remove_endpoint(container: str) -> None:
     from docker.errors import NotFound
 
     with contextlib.suppress(NotFound):
-        local_jobs.docker_client().containers.get(container).remove(force=True)
+        docker_engine.client().containers.get(container).remove(force=True)
 
 
 def stop_jobs(network: str) -> None:
     """Stop the stack's running jobs, so their runs end KILLED rather than RUNNING."""
-    count = local_jobs.stop_jobs(local_jobs.docker_client(), network)
+    count = local_jobs.stop_jobs(docker_engine.client(), network)
     if count:
         print(f"stopped {count} training job(s)")

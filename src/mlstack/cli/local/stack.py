@@ -12,16 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlstack import ROOT, version
+from mlstack.cli import docker_engine
+from mlstack.cli.errors import CliError
 from mlstack.cli.settings import LocalSettings, child_environment
 
-PROGRAM = "local_stack"
 COMPOSE_DIR = ROOT / "compose"
 IMAGES_ENV = ROOT / ".images.env"
 # compose's own bound on `up --wait`: the tracking server migrates its schema first.
 UP_WAIT_S = 300
 
 
-class StackError(Exception):
+class StackError(CliError):
     """The stack cannot be started or stopped; the message says what to do."""
 
 
@@ -50,13 +51,8 @@ def compose(settings: LocalSettings, env_file: Path, *args: str) -> None:
 
 def require_image(image: str, how: str) -> None:
     """Fail in one line when an image the stack runs has not been built here."""
-    import docker
-    from docker.errors import ImageNotFound
-
-    try:
-        docker.from_env().images.get(image)
-    except ImageNotFound:
-        raise StackError(f"image {image} is not built: run {how}") from None
+    if not docker_engine.image_exists(image):
+        raise StackError(f"image {image} is not built: run {how}")
 
 
 def up(settings: LocalSettings, env_file: Path) -> None:
