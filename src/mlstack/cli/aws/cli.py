@@ -1,7 +1,7 @@
 """`mlstack aws ...`: push, deploy-fargate, deploy-endpoint, invoke, tune, sagemaker-local.
 
-Each command reads `AwsSettings` (the environment, then `.env`; the README's configuration
-table lists every variable); its options override them. Failures: one line
+Each command reads `AwsSettings` (the environment, then the env file; docs/configuration.md
+lists every variable); its options override them. Failures: one line
 "mlstack: error: ..." and exit status 1 (mlstack.cli.errors).
 """
 
