@@ -34,5 +34,5 @@ def test_restore_of_a_folder_that_is_no_backup_fails_in_one_line(tmp_path: Path)
     assert result.exit_code == 1
     assert result.stderr == (
         f"mlstack: error: {tmp_path} holds no manifest.json: "
-        "give a folder `make local-backup` wrote\n"
+        f"give a folder `make local-backup ENV_FILE={env}` wrote\n"
     )

@@ -11,9 +11,11 @@ from click.testing import CliRunner
 from mlstack.cli.main import cli
 from mlstack.cli.settings import (
     ALL_SETTINGS,
+    IMAGE_SETTINGS_MODULES,
     AwsSettings,
     LocalSettings,
     SettingsError,
+    image_variables,
     load,
 )
 from mlstack.core.settings import variables
@@ -99,3 +101,23 @@ def test_only_the_settings_module_reads_the_environment():
         if ("os.environ" in line or "os.getenv" in line) and not child_env.search(line)
     ]
     assert found == []
+
+
+@pytest.mark.parametrize("module_name", IMAGE_SETTINGS_MODULES)
+def test_the_images_variables_read_from_source_are_those_their_classes_read(module_name):
+    """The misspelling check knows the images' variables without importing their modules:
+    what it reads from their source is exactly what their settings classes read."""
+    import importlib
+
+    from mlstack.core.settings import Settings
+
+    module = importlib.import_module(module_name)
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, Settings)
+        and value.__module__ == module_name
+    ]
+    assert classes
+    assert image_variables(module_name) == set().union(*(variables(cls) for cls in classes))

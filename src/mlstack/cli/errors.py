@@ -9,6 +9,7 @@ MLflow, botocore), each in the words of what the user can do about it.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import IO, Any, NoReturn
 
@@ -18,6 +19,7 @@ from mlstack.core.errors import MlstackError
 
 PROGRAM = "mlstack"
 INTERRUPTED = 130  # a shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+MAKE_HINT = re.compile(r"\bmake [a-z][a-z0-9-]*")
 
 
 class CliError(MlstackError, click.ClickException):
@@ -90,7 +92,8 @@ def _mlflow(error: Exception) -> CliError | None:
     if "401" in text or "not authenticated" in text.lower():
         return CliError(
             "the tracking server refused the login (401): check MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD (the local stack's admin: MLFLOW_AUTH_ADMIN_* in .env)"
+            "MLFLOW_TRACKING_PASSWORD; for a local stack, `mlstack local login` prints those "
+            "of its env file"
         )
     if "403" in text and "permission" in text.lower():
         return CliError(f"the tracking server refused: {first_line(text)}: ask its admin")
@@ -132,6 +135,9 @@ class MlstackGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except CliError as error:
+            error.message = for_this_stack(error.message, ctx)
+            raise
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
@@ -160,6 +166,18 @@ class MlstackGroup(click.Group):
         except click.Abort:
             stop("interrupted", INTERRUPTED)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def for_this_stack(message: str, ctx: click.Context) -> str:
+    """A message whose `make TARGET` hints name the stack's env file when it is not .env:
+    the command to run next acts on the same stack."""
+    from mlstack.cli.options import env_file_of
+    from mlstack.cli.settings import DEFAULT_ENV_FILE
+
+    env_file = str(env_file_of(ctx))
+    if env_file == DEFAULT_ENV_FILE:
+        return message
+    return MAKE_HINT.sub(lambda hint: f"{hint.group(0)} ENV_FILE={env_file}", message)
 
 
 def stop(message: str, status: int = 1) -> NoReturn:

@@ -39,11 +39,10 @@ from mlstack.cli.aws.common import (
     git_revision,
 )
 from mlstack.cli.errors import first_line
+from mlstack.cli.images import IMAGES, build_image, python_base_image
 from mlstack.cli.settings import AwsSettings
 
-IMAGES = ("tracking-server", "training", "inference")
 TARGET_PLATFORM = "linux/amd64"
-DEFAULT_PYTHON_BASE_IMAGE = "python:3.11-slim"
 # Lifecycle: untagged images (left by failed or superseded pushes) go after a week; of the
 # rest, the newest KEEP_IMAGES stay, so an image a running service uses is not expired soon.
 UNTAGGED_DAYS = 7
@@ -81,19 +80,6 @@ def lifecycle_policy() -> str:
     )
 
 
-def python_base_image(settings: AwsSettings) -> str:
-    """PYTHON_BASE_IMAGE from the environment, else .images.env, else the public image."""
-    if settings.python_base_image:
-        return settings.python_base_image
-    env_file = ROOT / ".images.env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, found = line.strip().partition("=")
-            if key.strip() == "PYTHON_BASE_IMAGE" and found.strip():
-                return found.strip()
-    return DEFAULT_PYTHON_BASE_IMAGE
-
-
 def plan_tags(release: str, sha: str, dirty: bool, allow_dirty: bool, now: datetime) -> list[str]:
     """The tags to push: VERSION and git-SHA, or one unique dirty tag (see the module doc)."""
     if not dirty:
@@ -108,11 +94,11 @@ def plan_tags(release: str, sha: str, dirty: bool, allow_dirty: bool, now: datet
 
 def build(name: str, context: Path, tag: str, base: str, revision: str) -> None:
     """Build context/images/NAME/Dockerfile for TARGET_PLATFORM, its log on stderr."""
-    docker_engine.build(
-        context,
+    build_image(
+        name,
         tag,
-        dockerfile=f"images/{name}/Dockerfile",
-        buildargs={"PYTHON_BASE_IMAGE": base, "VERSION": version()},
+        base,
+        root=context,
         labels={"org.opencontainers.image.revision": revision},
         platform=TARGET_PLATFORM,
         on_line=lambda line: print(line, file=sys.stderr),
@@ -323,7 +309,7 @@ def main(
         [] if model_image else [plan_image(n, images_dir, settings.push_allow_dirty) for n in names]
     )
     registry = registry_login(ecr, settings.ecr_registry_override or None)
-    base_image = python_base_image(settings)
+    base_image = python_base_image(settings.python_base_image)
     pushes = [lambda plan=plan: push_image(ecr, plan, registry, base_image) for plan in plans]
     if model_image:
         pushes.append(lambda: push_local_image(ecr, model_image, registry))

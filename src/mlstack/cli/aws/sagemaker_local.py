@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlstack import version
 from mlstack.cli import docker_engine
 from mlstack.cli.aws import local_training
 from mlstack.cli.aws.common import AwsScriptError, sagemaker_sdk_logging, source_code
@@ -50,6 +49,7 @@ from mlstack.cli.aws.local_mode import (
     route_to_tracking_server,
 )
 from mlstack.cli.channels import reference_payload, target_and_features
+from mlstack.cli.links import PublicLinks
 from mlstack.cli.settings import AwsSettings
 from mlstack.core.ports import free_port
 
@@ -97,8 +97,7 @@ def check_tracking_server(uri: str) -> None:
 
 def local_run(settings: AwsSettings) -> LocalModeRun:
     """Check the settings and what they name (images built, data written, server up)."""
-    training = settings.training_image or f"mlstack/training:{version()}"
-    inference = settings.inference_image or f"mlstack/inference:{version()}"
+    training, inference = settings.training_image_tag, settings.inference_image_tag
     for tag in (training, inference):
         require_image(tag)
     data_dir = settings.data_dir
@@ -190,8 +189,9 @@ def main(aws_settings: AwsSettings) -> None:
             settings.tracking_uri, settings.training_image, settings.container_tracking_uri
         )
         print(f"tracking at {settings.tracking_uri} (containers: {route.uri})", file=sys.stderr)
-        # The SDK streams container logs to stdout; this command keeps stdout for its result.
-        with contextlib.redirect_stdout(sys.stderr):
+        # The SDK streams container logs to stdout; this command keeps stdout for its result,
+        # and prints MLflow's run links with the address this machine opens.
+        with contextlib.redirect_stdout(PublicLinks(sys.stderr, route.uri, settings.tracking_uri)):
             summary = run_locally(settings, container_root, route)
     finally:
         remove_containers_under(container_root)

@@ -191,12 +191,16 @@ def copy_bucket_out(minio: Container, bucket: str, into: Path) -> tuple[int, int
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def restore(settings: LocalSettings, source: Path, confirmed: bool) -> None:
-    """Replace the stack's databases and bucket objects with the backup's."""
+def restore(settings: LocalSettings, source: Path, confirmed: bool, env_file: Path) -> None:
+    """Replace the stack's databases and bucket objects with the backup's (the stack env_file
+    started, never another's)."""
+    from mlstack.cli.local.stack import require_own
+
     manifest_path = source / MANIFEST
     if not manifest_path.exists():
         raise BackupError(f"{source} holds no {MANIFEST}: give a folder `make local-backup` wrote")
     manifest = json.loads(manifest_path.read_text())
+    require_own(settings, env_file, "restored")
     project = settings.compose_project
     client = docker_engine.client()
     mysql, minio = service(client, project, "mysql"), service(client, project, "minio")
