@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import shutil
 import stat
 import subprocess
@@ -236,7 +237,8 @@ def test_01b_access_control_is_on_and_secrets_reach_only_their_services(stack: S
     with pytest.raises(MlflowException, match="mlstack local login"):
         MlflowClient(tracking_uri=stack.tracking_uri).search_experiments()
     exports = dict(
-        line.removeprefix("export ").split("=", 1) for line in stack.make("local-login").split()
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in stack.make("local-login").splitlines()
     )
     assert exports == {
         "MLFLOW_TRACKING_URI": stack.tracking_uri,

@@ -9,6 +9,7 @@ mlstack build-model-image ...    an inference image with one model in its own en
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -43,7 +44,17 @@ def cli(ctx: click.Context, env_file: Path) -> None:
     (--env-file, ENV_FILE, .env); docs/configuration.md lists them all. Options go before or
     after the command. `make help` shows the same workflows as make targets.
     """
+    quiet_foreign_header_providers()
     ctx.obj = Context(env_file=env_file)
+
+
+def quiet_foreign_header_providers() -> None:
+    """Keep MLflow's warning about a failing request-header plugin off the user's screen.
+
+    The SageMaker SDK v3 installs sagemaker-mlflow, whose header provider is always active
+    and raises on any tracking URI that is not a SageMaker ARN; MLflow then logs a warning
+    on every request, which would break the one-line error and bury the output."""
+    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
 
 
 cli.add_command(local)

@@ -121,6 +121,8 @@ def free_port_block(size: int = 3) -> int:
 def port_free(port: int) -> bool:
     """Whether 127.0.0.1:port can be bound (nothing listens there)."""
     with socket.socket() as probe:
+        # As a server binds: connections of a stopped server left in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
