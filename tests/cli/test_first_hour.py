@@ -170,6 +170,32 @@ def test_3_predict_with_the_endpoint_down_says_to_serve(env_file: Path, tmp_path
     documented("nothing answers at http://127.0.0.1:8080 (SERVE_PORT=8080)")
 
 
+def test_3_the_loop_with_the_stack_down_says_to_start_it(env_file: Path) -> None:
+    """Not MLflow's client retrying a refused connection for minutes: one line at once."""
+    port = free_port()
+    for command in ("promote", "serve"):
+        started = time.monotonic()
+        result = mlstack(
+            "--env-file", str(env_file), "local", command, env={"MLFLOW_PORT": str(port)}
+        )  # fmt: skip
+        assert one_line(result) == (
+            f"nothing answers at http://127.0.0.1:{port} (MLFLOW_PORT={port}): start the stack "
+            f"first (make local-up ENV_FILE={env_file})"
+        )
+        assert time.monotonic() - started < 10
+    documented("nothing answers at http://127.0.0.1:5000 (MLFLOW_PORT=5000)")
+
+
+def test_3_down_without_its_env_file_stops_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / ".env"
+    result = mlstack("--env-file", str(missing), "local", "down")
+    assert one_line(result) == (
+        f"{missing} is missing: no stack of it to stop (a stack started from another file: "
+        "mlstack --env-file FILE local down)"
+    )
+    documented("is missing: no stack of it to stop")
+
+
 # --- 4. logging in ------------------------------------------------------------------------
 
 
@@ -309,40 +335,62 @@ def test_7_promote_keeps_a_tied_champion_in_a_real_registry(
 # --- 8. the inference image's start-up (unit tests: tests/serving/test_model_source.py) --
 
 
+SILENT_SERVER = (
+    "import socket, time\n"
+    "server = socket.create_server(('0.0.0.0', 5000))\n"
+    "held = [server.accept() for _ in range(64)]\n"
+    "time.sleep(600)\n"
+)  # takes each connection and never answers: MLflow's client would retry for minutes
+
+
 @pytest.mark.docker
-@pytest.mark.parametrize("case", ["unreachable server", "MLmodel not YAML"])
+@pytest.mark.parametrize("case", ["server that never answers", "MLmodel not YAML"])
 def test_8_the_inference_image_stops_in_one_line(
     inference_image: str, tmp_path: Path, case: str
 ) -> None:
     import docker
 
+    client = docker.from_env()
     model = tmp_path / "model"
     model.mkdir()
     (model / "MLmodel").write_text("flavors: [python_function\n")
     model.chmod(0o755)
     (model / "MLmodel").chmod(0o644)
-    if case == "unreachable server":  # a private address nothing answers on: MLflow retries
+    silent = None
+    if case == "server that never answers":
+        silent = client.containers.run(
+            inference_image, entrypoint=["python", "-c", SILENT_SERVER], detach=True
+        )
+        silent.reload()
+        address = silent.attrs["NetworkSettings"]["IPAddress"]
         env = {
             "MODEL_URI": "models:/diabetes-rf@champion",
-            "MLFLOW_TRACKING_URI": "http://10.255.255.1:5000",
+            "MLFLOW_TRACKING_URI": f"http://{address}:5000",
             "INFERENCE_MODEL_FETCH_TIMEOUT": "3",
         }
         volumes = {}
-        expected = r"cannot download MODEL_URI=models:/diabetes-rf@champion within 3 s"
+        expected = (
+            r"cannot download MODEL_URI=models:/diabetes-rf@champion within 3 s "
+            r"\(INFERENCE_MODEL_FETCH_TIMEOUT\): the tracking server at http://[0-9.]+:5000 "
+            r"does not answer; check MLFLOW_TRACKING_URI"
+        )
     else:
         env, volumes = {}, {str(model): {"bind": "/opt/ml/model", "mode": "ro"}}
         expected = r"/opt/ml/model/MLmodel is not valid YAML \(.* at line 2, column 1\)"
-    client = docker.from_env()
-    started = time.monotonic()
-    container = client.containers.run(
-        inference_image, ["serve"], environment=env, volumes=volumes, detach=True
-    )
     try:
-        status = container.wait(timeout=60)["StatusCode"]
-        seconds = time.monotonic() - started
-        stderr = container.logs(stdout=False, stderr=True).decode().strip().splitlines()
+        started = time.monotonic()
+        container = client.containers.run(
+            inference_image, ["serve"], environment=env, volumes=volumes, detach=True
+        )
+        try:
+            status = container.wait(timeout=60)["StatusCode"]
+            seconds = time.monotonic() - started
+            stderr = container.logs(stdout=False, stderr=True).decode().strip().splitlines()
+        finally:
+            container.remove(force=True)
     finally:
-        container.remove(force=True)
+        if silent is not None:
+            silent.remove(force=True)
     assert status == 1
     assert re.match(f"mlstack-inference: error: {expected}", stderr[-1]), stderr
     assert seconds < 20

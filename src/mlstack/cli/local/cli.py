@@ -261,8 +261,14 @@ def login(ctx: click.Context, write: Path | None) -> None:
 def stop_stack(ctx: click.Context, *, volumes: bool) -> None:
     """Stop the stack's training jobs (their runs end KILLED), its endpoint, then the stack,
     if this env file started it."""
+    env_file = env_file_of(ctx)
+    if not env_file.exists():
+        raise stacks.StackError(
+            f"{env_file} is missing: no stack of it to stop (a stack started from another "
+            "file: mlstack --env-file FILE local down)"
+        )
     settings = stack_settings(ctx)
-    stacks.require_own(settings, env_file_of(ctx), "stopped")
+    stacks.require_own(settings, env_file, "stopped")
     loops.stop_jobs(settings.network)
     endpoints.remove_endpoint(settings.endpoint_container)
     stacks.down(settings, env_file_of(ctx), volumes=volumes)

@@ -17,6 +17,7 @@ import requests
 from mlstack.cli import docker_engine
 from mlstack.cli.channels import ChannelError, reference_payload
 from mlstack.cli.local.jobs import JobError
+from mlstack.cli.local.loop import require_tracking_server
 from mlstack.cli.local.promote import ALIAS, not_found
 from mlstack.core.waiting import TimedOut, until_ok
 
@@ -29,6 +30,7 @@ def champion_uri(loop: Loop) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    require_tracking_server(loop)
     name = loop.settings.model_name
     try:
         MlflowClient(tracking_uri=loop.tracking_uri).get_model_version_by_alias(name, ALIAS)

@@ -26,6 +26,8 @@ from mlstack.cli.local.jobs import JobError
 from mlstack.cli.settings import LocalSettings
 from mlstack.cli.tuning import JOB_TAG
 
+HEALTH_TIMEOUT_S = 5  # the tracking server's /health answers at once when it is up
+
 
 @dataclass(frozen=True)
 class Loop:
@@ -37,6 +39,24 @@ class Loop:
     tracking_uri_in_network: str = "http://tracking-server:5000"  # from the jobs
     jobs_dir: Path = Path(".jobs")
     image: str = field(default_factory=lambda: f"mlstack/training:{project_version()}")
+
+
+def require_tracking_server(loop: Loop) -> None:
+    """One line when nothing answers at the tracking URI, before MLflow's client would retry
+    a refused connection for minutes."""
+    import requests
+
+    uri = loop.tracking_uri.rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return  # a file or database store: nothing to reach
+    try:
+        requests.get(f"{uri}/health", timeout=HEALTH_TIMEOUT_S)
+    except requests.RequestException:
+        port = loop.settings.mlflow_port
+        variable = f" (MLFLOW_PORT={port})" if uri == loop.settings.tracking_uri else ""
+        raise JobError(
+            f"nothing answers at {uri}{variable}: start the stack first (make local-up)"
+        ) from None
 
 
 def data_spec(data_dir: Path) -> dict[str, str]:

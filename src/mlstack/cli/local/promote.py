@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlstack.cli.local.jobs import JobError
+from mlstack.cli.local.loop import require_tracking_server
 from mlstack.cli.tuning import OBJECTIVE
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ def promote(loop: Loop) -> None:
     """Alias `champion` the best version, unless the current champion is as good; say why."""
     from mlflow import MlflowClient
 
+    require_tracking_server(loop)
     model_name = loop.settings.model_name
     tracking = MlflowClient(tracking_uri=loop.tracking_uri)
     scored = scores(tracking, model_name)
