@@ -1,4 +1,5 @@
-# mlstack: the menu. `make` or `make help` lists every workflow.
+# mlstack: the menu. `make` or `make help` lists every workflow, grouped; the `mlstack`
+# command (src/mlstack/cli, installed into the venv) does the work of each.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -10,53 +11,168 @@ export PYTHON_BASE_IMAGE MYSQL_IMAGE MINIO_IMAGE VERSION
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# The command-line tool (src/mlstack/cli, installed into the venv): every workflow below.
-MLSTACK = $(VENV)/bin/mlstack --env-file $(ENV_FILE)
 IMAGES := tracking-server training inference
 
-# The local stack's settings live in $(ENV_FILE); these few the Makefile needs too.
+# The stack is its settings file: its name, ports and secrets, written by `mlstack local up`
+# (`make local-up`); every target below acts on the stack it names. ENV_FILE=.env.other (on
+# this command line, or exported once) picks another stack.
 ENV_FILE ?= .env
-env_value = $(shell sed -n 's/^$(1)=//p' $(ENV_FILE) 2>/dev/null)
-COMPOSE_PROJECT ?= mlstack
-MLFLOW_PORT ?= $(or $(call env_value,MLFLOW_PORT),5000)
-MINIO_CONSOLE_PORT ?= $(or $(call env_value,MINIO_CONSOLE_PORT),9001)
-EXPERIMENT_NAME ?= $(or $(call env_value,EXPERIMENT_NAME),diabetes-progression)
-MODEL_NAME ?= $(or $(call env_value,MODEL_NAME),diabetes-rf)
-export MLFLOW_PORT MINIO_CONSOLE_PORT
-# Access control is on unless MLFLOW_AUTH_ENABLED=false (in .env or here).
-MLFLOW_AUTH_ENABLED ?= $(or $(call env_value,MLFLOW_AUTH_ENABLED),true)
-auth_off = $(filter false 0 no off,$(shell echo '$(MLFLOW_AUTH_ENABLED)' | tr A-Z a-z))
-# What talks to the stack (scripts, training jobs, the endpoint) logs in as the admin
-# of .env: exported into the recipes' environment, so no command line (`ps`) shows them.
-MLFLOW_TRACKING_USERNAME = $(if $(auth_off),,$(or $(call env_value,MLFLOW_AUTH_ADMIN_USERNAME),admin))
-MLFLOW_TRACKING_PASSWORD = $(if $(auth_off),,$(call env_value,MLFLOW_AUTH_ADMIN_PASSWORD))
-export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
-# docker compose on the stack: its project, files (auth-off.yaml when auth is off) and env files.
-COMPOSE = $(MLSTACK) local compose
+export ENV_FILE
+MLSTACK = $(VENV)/bin/mlstack --env-file $(ENV_FILE)
+LOOP = $(MLSTACK) local
+AWS = $(MLSTACK) aws
 
-# The loop: data set, one job's hyperparameters, the tuning, the endpoint.
+# The settings reach the command as environment: a variable given here (N_ESTIMATORS=50,
+# MODEL_NAME=..., SERVE_PORT=..., HPO_JOBS=4; docs/configuration.md) is exported by make,
+# read by mlstack over the stack's settings file, and named by it when its value is wrong.
+# DATASET picks the channels of data/DATASET (diabetes, california, custom).
 DATASET ?= diabetes
-N_ESTIMATORS ?= 100
-MIN_SAMPLES_LEAF ?= 3
-HPO_JOBS ?= 8
-HPO_PARALLEL ?= 2
-# Script mode: your own training script instead of the built-in RandomForest (both or neither).
-SOURCE_DIR ?=
-ENTRY_POINT ?=
-SCRIPT_ARGS := $(if $(SOURCE_DIR)$(ENTRY_POINT),--source-dir "$(SOURCE_DIR)" --entry-point "$(ENTRY_POINT)")
-SERVE_PORT ?= 8080
-NETWORK := $(COMPOSE_PROJECT)_default
-SERVE_CONTAINER := $(COMPOSE_PROJECT)-inference
-LOOP = $(MLSTACK) local --network $(NETWORK) \
-	--tracking-uri http://127.0.0.1:$(MLFLOW_PORT) --experiment-name $(EXPERIMENT_NAME) \
-	--model-name $(MODEL_NAME) --data-dir data/$(DATASET) --image mlstack/training:$(VERSION)
+ifneq ($(filter command line environment,$(origin DATASET)),)
+export DATA_DIR := data/$(DATASET)
+endif
+BACKUP_ROOT ?= backups
 
 .PHONY: help
-help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "The workflows run the mlstack command: .venv/bin/mlstack --help (docs/cli.md)."
+help:
+	@awk 'BEGIN {FS = ":.*## "} \
+		/^##@ / {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} \
+		/^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Each runs the mlstack command: .venv/bin/mlstack --help (docs/cli.md);"
+	@echo "a mistake and its fix: docs/troubleshooting.md."
 
-# --- set-up -------------------------------------------------------------------------------
+##@ Start here
+
+.PHONY: demo
+demo: venv data build ## Everything in order: the stack, a job, a tuning, the champion served and asked
+	$(LOOP) demo
+
+.PHONY: local-up
+local-up: venv build-tracking-server ## Start the local stack (MySQL, MinIO, the tracking server), writing its ENV_FILE first
+	$(LOOP) up
+
+.PHONY: local-login
+local-login: venv ## Print the UI's URL and the export lines that log MLflow's client in (eval them)
+	@$(LOOP) login
+
+##@ The loop
+
+data/$(DATASET)/hyperparameters.json: | venv
+	$(MLSTACK) data --dataset $(DATASET) --output data/$(DATASET)
+
+.PHONY: data
+data: data/$(DATASET)/hyperparameters.json ## Write train/test channels to data/DATASET (diabetes, california)
+
+.PHONY: data-csv
+data-csv: venv ## Channels from your CSV: make data-csv CSV=path TARGET=column (then DATASET=custom)
+	$(MLSTACK) data --csv $(CSV) --target $(TARGET) --output data/custom
+
+.PHONY: local-train
+local-train: venv data build-training ## One SageMaker-style training job against the stack (N_ESTIMATORS=, MIN_SAMPLES_LEAF=; SOURCE_DIR= ENTRY_POINT= for your script)
+	$(LOOP) train
+
+.PHONY: local-hpo
+local-hpo: venv data build-training ## Tune: HPO_JOBS jobs, HPO_PARALLEL at a time, a new seed unless TUNING_SEED=; the best registered
+	$(LOOP) hpo
+
+.PHONY: local-promote
+local-promote: venv ## Alias `champion` the best registered version of MODEL_NAME, saying why it moved or stayed
+	$(LOOP) promote
+
+.PHONY: local-serve
+local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.0.1:SERVE_PORT
+	$(LOOP) serve
+
+.PHONY: local-predict
+local-predict: venv data ## Send the first test row to the local endpoint, print the prediction
+	$(LOOP) predict
+
+# A model image: mlstack/inference with one model and a venv of exactly its requirements,
+# for models saved with other versions than the image's (no network needed at start).
+.PHONY: build-model-image
+build-model-image: venv build-inference ## Image serving MODEL_URI (default models:/MODEL_NAME@champion) in its own environment, tagged MODEL_IMAGE
+	$(MLSTACK) build-model-image $(if $(MODEL_URI),--model-uri '$(MODEL_URI)') \
+		$(if $(MODEL_IMAGE),--image '$(MODEL_IMAGE)')
+
+##@ Operations
+
+.PHONY: local-down
+local-down: venv ## Stop the local stack (and its jobs and endpoint), keeping its data
+	$(LOOP) down
+
+.PHONY: local-clean
+local-clean: venv ## Stop the local stack and delete its data volumes
+	$(LOOP) clean
+
+.PHONY: local-logs
+local-logs: venv ## Follow the local stack's logs
+	$(LOOP) logs
+
+.PHONY: local-backup
+local-backup: venv ## Dump the stack's databases and artifact bucket into BACKUP_ROOT/YYYYmmdd-HHMMSS/
+	$(LOOP) backup --into $(BACKUP_ROOT)
+
+.PHONY: local-restore
+local-restore: venv ## Replace the stack's databases and bucket by BACKUP=backups/<stamp> (needs CONFIRM=yes)
+	$(if $(BACKUP),,$(error give the backup to restore: make local-restore BACKUP=backups/<stamp> CONFIRM=yes))
+	$(LOOP) restore $(BACKUP) $(if $(filter yes,$(CONFIRM)),--yes)
+
+.PHONY: local-check-collation
+local-check-collation: venv build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
+	$(LOOP) make-env
+	$(LOOP) compose run --rm --no-deps --entrypoint python tracking-server -m mlstack.tracking.collation check
+
+# The server is stopped first: ALTER TABLE blocks its writes, and convert refuses
+# while other sessions use the database. Left stopped if the conversion fails.
+.PHONY: local-convert-collation
+local-convert-collation: venv build-tracking-server ## Stop the tracking server, convert its tables to utf8mb4_bin (refuses on collisions), start it again
+	$(LOOP) make-env
+	$(LOOP) compose stop tracking-server
+	$(LOOP) compose run --rm --no-deps --entrypoint python tracking-server -m mlstack.tracking.collation convert \
+		|| { echo "tracking server left stopped: fix the above, then run this again (or make local-up)"; exit 1; }
+	$(LOOP) compose up --detach --wait --wait-timeout 300
+
+# The VERSION file is the only place the release is written: the images get it as a build
+# argument (their labels), compose and the command from the environment exported above.
+.PHONY: build
+build: venv ## Build the three images (mlstack/<name>:VERSION, and :latest locally); build-NAME builds one
+	$(MLSTACK) build $(IMAGES)
+
+.PHONY: $(addprefix build-,$(IMAGES))
+$(addprefix build-,$(IMAGES)): build-%: venv
+	$(MLSTACK) build $*
+
+.PHONY: offline-images
+offline-images: ## Build local stand-ins for public images where no registry is reachable
+	bash offline/build.sh
+
+##@ AWS (an account: AWS_PROFILE / AWS_REGION; the tests use moto)
+
+.PHONY: push
+push: venv ## Build the images for linux/amd64, push them to ECR, print their URIs (MODEL_IMAGE=name:tag: push that model image only)
+	$(AWS) push $(if $(MODEL_IMAGE),--model-image '$(MODEL_IMAGE)')
+
+.PHONY: sagemaker-local
+sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict (SOURCE_DIR= ENTRY_POINT=)
+	$(AWS) sagemaker-local
+
+.PHONY: deploy-fargate
+deploy-fargate: venv ## Create or update the Fargate tracking server (VPC_ID, LB_SUBNET_IDS, PRIVATE_SUBNET_IDS); print its URL
+	$(AWS) deploy-fargate
+
+.PHONY: deploy-endpoint
+deploy-endpoint: venv ## Deploy MODEL_NAME@champion to a SageMaker endpoint (MLFLOW_TRACKING_URI, SAGEMAKER_ROLE_ARN, MODEL_S3_URI or MODEL_IMAGE_URI)
+	$(AWS) deploy-endpoint
+
+.PHONY: invoke-endpoint
+invoke-endpoint: venv data ## Send the reference's request (the first test row) to the SageMaker endpoint
+	$(AWS) invoke
+
+.PHONY: tune
+tune: venv data ## SageMaker hyperparameter tuning, each job under one MLflow parent run (SOURCE_DIR= ENTRY_POINT=)
+	$(AWS) tune
+
+##@ Development
 
 $(VENV)/.installed: requirements-dev.txt requirements-aws.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -85,21 +201,6 @@ $(VENV_SDK2)/.installed: $(SDK2_LOCK)
 .PHONY: venv-sdk2
 venv-sdk2: $(VENV_SDK2)/.installed ## Create the SageMaker SDK v2 virtualenv the tests run users' v2 programs in
 
-.PHONY: offline-images
-offline-images: ## Build local stand-ins for public images where no registry is reachable
-	bash offline/build.sh
-
-.PHONY: build
-build: $(addprefix build-,$(IMAGES)) ## Build the three images (mlstack/<name>:VERSION, and :latest locally)
-
-# The VERSION file is the only place the release is written: the images get it as a build
-# argument (their labels), compose and the scripts from the environment exported above.
-.PHONY: $(addprefix build-,$(IMAGES))
-$(addprefix build-,$(IMAGES)): build-%:
-	docker build --quiet --build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
-		--build-arg VERSION=$(VERSION) -t mlstack/$*:$(VERSION) -t mlstack/$*:latest \
-		-f images/$*/Dockerfile .
-
 # Each image installs exactly its lock file, hash-checked. The locks resolve the human-edited
 # pins of images/<name>/requirements.txt for the images' Python (3.11) on linux x86_64, under
 # images/constraints.txt: the images' pins resolved together (and held to the host venv's
@@ -119,8 +220,6 @@ lock: venv ## Regenerate the lock files (images/*/requirements*.lock, tests/supp
 		$(lock:.lock=.txt) -o $(lock) &&) true
 	$(UV_COMPILE) --generate-hashes -c requirements-dev.txt $(SDK2_LOCK:.lock=.txt) -o $(SDK2_LOCK)
 
-# --- checks -------------------------------------------------------------------------------
-
 .PHONY: lint
 lint: venv ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
@@ -137,136 +236,3 @@ test-fast: venv ## Run the tests that need no Docker
 .PHONY: test-aws
 test-aws: venv venv-sdk2 ## Run the AWS tests only (moto, a local registry, SageMaker local mode)
 	$(PY) -m pytest -m aws
-
-# --- the local stack ----------------------------------------------------------------------
-
-# Always run: creates .env (0600), or tightens and completes an existing one.
-$(ENV_FILE): FORCE
-	@python3 src/mlstack/cli/local/make_env.py .env.example $(ENV_FILE)
-
-.PHONY: FORCE
-FORCE:
-
-.PHONY: local-up
-local-up: venv build-tracking-server ## Write or complete .env; start MySQL, MinIO and the tracking server; wait until healthy
-	$(MLSTACK) local up
-
-.PHONY: local-down
-local-down: venv ## Stop the local stack (and its jobs and endpoint), keeping its data
-	$(MLSTACK) local down
-
-.PHONY: local-clean
-local-clean: venv ## Stop the local stack and delete its data volumes
-	$(MLSTACK) local clean
-
-.PHONY: local-logs
-local-logs: venv ## Follow the local stack's logs
-	$(MLSTACK) local logs
-
-.PHONY: local-check-collation
-local-check-collation: venv $(ENV_FILE) build-tracking-server ## Report the stack's tables not yet in the case-sensitive utf8mb4_bin collation
-	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack.tracking.collation check
-
-# The server is stopped first: ALTER TABLE blocks its writes, and convert refuses
-# while other sessions use the database. Left stopped if the conversion fails.
-.PHONY: local-convert-collation
-local-convert-collation: venv $(ENV_FILE) build-tracking-server ## Stop the tracking server, convert its tables to utf8mb4_bin (refuses on collisions), start it again
-	$(COMPOSE) stop tracking-server
-	$(COMPOSE) run --rm --no-deps --entrypoint python tracking-server -m mlstack.tracking.collation convert \
-		|| { echo "tracking server left stopped: fix the above, then run this again (or make local-up)"; exit 1; }
-	$(COMPOSE) up --detach --wait --wait-timeout 300
-
-BACKUP_ROOT ?= backups
-
-.PHONY: local-backup
-local-backup: venv ## Dump the stack's databases and artifact bucket into BACKUP_ROOT/YYYYmmdd-HHMMSS/
-	$(MLSTACK) local backup --project $(COMPOSE_PROJECT) --into $(BACKUP_ROOT)
-
-.PHONY: local-restore
-local-restore: venv ## Replace the stack's databases and bucket by BACKUP=backups/<stamp> (needs CONFIRM=yes)
-	$(if $(BACKUP),,$(error give the backup to restore: make local-restore BACKUP=backups/<stamp> CONFIRM=yes))
-	$(MLSTACK) local restore --project $(COMPOSE_PROJECT) $(BACKUP) $(if $(filter yes,$(CONFIRM)),--yes)
-
-# --- the loop -----------------------------------------------------------------------------
-
-data/$(DATASET)/hyperparameters.json: | venv
-	$(MLSTACK) data --dataset $(DATASET) --output data/$(DATASET)
-
-.PHONY: data
-data: data/$(DATASET)/hyperparameters.json ## Write train/test channels to data/DATASET (diabetes, california)
-
-.PHONY: data-csv
-data-csv: venv ## Channels from your CSV: make data-csv CSV=path TARGET=column (then DATASET=custom)
-	$(MLSTACK) data --csv $(CSV) --target $(TARGET) --output data/custom
-
-.PHONY: local-train
-local-train: venv data build-training ## One SageMaker-style training job against the stack (N_ESTIMATORS=, MIN_SAMPLES_LEAF=; SOURCE_DIR= ENTRY_POINT= for your script)
-	$(LOOP) train --n-estimators $(N_ESTIMATORS) --min-samples-leaf $(MIN_SAMPLES_LEAF) $(SCRIPT_ARGS)
-
-.PHONY: local-hpo
-local-hpo: venv data build-training ## Tune: HPO_JOBS jobs, HPO_PARALLEL at a time, best one registered as MODEL_NAME (SOURCE_DIR= ENTRY_POINT=)
-	$(LOOP) hpo --jobs $(HPO_JOBS) --parallel $(HPO_PARALLEL) $(SCRIPT_ARGS)
-
-.PHONY: local-promote
-local-promote: venv ## Alias `champion` the best registered version of MODEL_NAME
-	$(LOOP) promote
-
-.PHONY: local-serve
-local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.0.1:SERVE_PORT
-	$(LOOP) serve --port $(SERVE_PORT) --container $(SERVE_CONTAINER) \
-		--image mlstack/inference:$(VERSION)
-
-# A model image: mlstack/inference with one model and a venv of exactly its requirements,
-# for models saved with other versions than the image's (no network needed at start).
-MODEL_URI ?= models:/$(MODEL_NAME)@champion
-MODEL_IMAGE ?= mlstack/model-$(MODEL_NAME):$(VERSION)
-
-.PHONY: build-model-image
-build-model-image: venv build-inference ## Image serving MODEL_URI (a model dir, models:/ or runs:/) in its own environment, tagged MODEL_IMAGE
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
-	$(MLSTACK) build-model-image --model-uri '$(MODEL_URI)' --image '$(MODEL_IMAGE)' \
-		--base mlstack/inference:$(VERSION)
-
-.PHONY: local-predict
-local-predict: venv data ## Send the first test row to the local endpoint, print the prediction
-	$(LOOP) predict --endpoint http://127.0.0.1:$(SERVE_PORT)
-
-.PHONY: demo
-demo: venv data build ## Everything in order: stack, data, train, tune, promote, serve, predict
-	N_ESTIMATORS=$(N_ESTIMATORS) MIN_SAMPLES_LEAF=$(MIN_SAMPLES_LEAF) \
-	TUNING_MAX_JOBS=$(HPO_JOBS) TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) \
-	$(LOOP) demo --port $(SERVE_PORT)
-
-# --- AWS ----------------------------------------------------------------------------------
-# Real runs need an AWS account (AWS_PROFILE / AWS_REGION); the tests use moto.
-
-AWS = $(MLSTACK) aws
-
-.PHONY: push
-push: venv ## Build the images for linux/amd64, push them to ECR, print their URIs (MODEL_IMAGE=name:tag: push that model image only)
-	$(AWS) push $(if $(filter command line environment,$(origin MODEL_IMAGE)),--model-image '$(MODEL_IMAGE)')
-
-.PHONY: sagemaker-local
-sagemaker-local: venv data build-training build-inference ## SageMaker SDK local mode against the local stack: train, deploy, predict (SOURCE_DIR= ENTRY_POINT=)
-	MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) EXPERIMENT_NAME=$(EXPERIMENT_NAME) \
-	DATA_DIR=data/$(DATASET) N_ESTIMATORS=$(N_ESTIMATORS) MIN_SAMPLES_LEAF=$(MIN_SAMPLES_LEAF) \
-	SOURCE_DIR="$(SOURCE_DIR)" ENTRY_POINT="$(ENTRY_POINT)" \
-	$(AWS) sagemaker-local
-
-.PHONY: deploy-fargate
-deploy-fargate: venv ## Create or update the Fargate tracking server (VPC_ID, LB_SUBNET_IDS, PRIVATE_SUBNET_IDS); print its URL
-	$(AWS) deploy-fargate
-
-.PHONY: deploy-endpoint
-deploy-endpoint: venv ## Deploy MODEL_NAME@champion to a SageMaker endpoint (MLFLOW_TRACKING_URI, SAGEMAKER_ROLE_ARN, MODEL_S3_URI or MODEL_IMAGE_URI)
-	MODEL_NAME=$(MODEL_NAME) $(AWS) deploy-endpoint
-
-.PHONY: invoke-endpoint
-invoke-endpoint: venv data ## Send the reference's request (the first test row) to the SageMaker endpoint
-	MODEL_NAME=$(MODEL_NAME) TEST_CSV=data/$(DATASET)/test/test.csv $(AWS) invoke
-
-.PHONY: tune
-tune: venv data ## SageMaker hyperparameter tuning, each job under one MLflow parent run (SOURCE_DIR= ENTRY_POINT=)
-	EXPERIMENT_NAME=$(EXPERIMENT_NAME) DATA_DIR=data/$(DATASET) TUNING_MAX_JOBS=$(HPO_JOBS) \
-	SOURCE_DIR="$(SOURCE_DIR)" ENTRY_POINT="$(ENTRY_POINT)" \
-	TUNING_MAX_PARALLEL_JOBS=$(HPO_PARALLEL) $(AWS) tune

@@ -47,7 +47,7 @@ LIBRARY_VARIABLES = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
 }
 # Read by the Makefile alone: what its targets take on their command line.
-MAKEFILE_VARIABLES = {"BACKUP", "BACKUP_ROOT", "CONFIRM", "MODEL_IMAGE"}
+MAKEFILE_VARIABLES = {"BACKUP", "BACKUP_ROOT", "CONFIRM", "ENV_FILE", "MODEL_IMAGE"}
 # The images' hand-overs to their own child processes (set by the image, not by a user).
 INTERNAL_PREFIX = "MLSTACK_"
 NAME = re.compile(r"`([A-Z][A-Z0-9_]*)`")

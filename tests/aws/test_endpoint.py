@@ -142,14 +142,14 @@ def test_deploy_names_a_missing_alias(moto, registry, run_aws):
     result = run_aws("deploy-endpoint", env)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"mlstack-aws: error: no model version {MODEL}@nope")
+    assert last.startswith(f"mlstack: error: no model version {MODEL}@nope")
 
 
 def test_deploy_needs_its_settings(moto, run_aws):
     result = run_aws("deploy-endpoint", moto.env(MODEL_NAME=MODEL))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "mlstack-aws: error: MLFLOW_TRACKING_URI is not set (see docs/configuration.md)"
+        "mlstack: error: MLFLOW_TRACKING_URI is not set (see docs/configuration.md)"
     )
 
 

@@ -118,14 +118,14 @@ def test_push_creates_repositories_and_pushes_by_digest(
     )
     assert manifest.headers["Docker-Content-Digest"] == digest
 
+    # The login stayed in the command's Docker client: nothing written to DOCKER_CONFIG.
+    assert list(docker_config.iterdir()) == []
     # Pulled back by digest, it is the image that was built, for linux/amd64.
     client = docker.from_env()
     client.images.remove(f"{remote}:{version()}")
     client.images.remove(f"{remote}:git-{sha}")
-    pulled = subprocess.run(
-        ["docker", "pull", digest_uri], env=env, capture_output=True, text=True, check=False
-    )
-    assert pulled.returncode == 0, pulled.stderr
+    login = {"username": docker_registry.user, "password": docker_registry.password}
+    client.images.pull(digest_uri, auth_config=login)
     image = client.images.get(digest_uri)
     assert image.id == client.images.get(f"mlstack/{TINY}:{version()}").id
     assert (image.attrs["Os"], image.attrs["Architecture"]) == ("linux", "amd64")
@@ -141,7 +141,7 @@ def test_push_refuses_uncommitted_sources(moto, tiny_images_dir, run_aws):
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith("mlstack-aws: error: the image's sources have uncommitted changes")
+        .startswith("mlstack: error: the image's sources have uncommitted changes")
     )
 
 
@@ -151,9 +151,7 @@ def test_push_without_credentials_says_so(moto, run_aws):
         env.pop(name)
     result = run_aws("push", env, "training")
     assert result.returncode == 1
-    assert (
-        result.stderr.strip().splitlines()[-1].startswith("mlstack-aws: error: no AWS credentials")
-    )
+    assert result.stderr.strip().splitlines()[-1].startswith("mlstack: error: no AWS credentials")
 
 
 def test_dirty_tag_leaves_the_version_free():

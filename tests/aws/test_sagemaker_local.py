@@ -145,7 +145,7 @@ def test_a_failing_script_is_one_line(local_env, tmp_path, run_aws):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"mlstack-aws: error: the training job mlstack-local-\d{14} failed: "
+        r"mlstack: error: the training job mlstack-local-\d{14} failed: "
         r"the script exited with status 1; its log is above",
         last,
     )

@@ -27,11 +27,11 @@ from mlflow import MlflowClient
 from mlstack.cli.aws.local_endpoint import invoke_once, local_session
 from mlstack.cli.aws.local_mode import (
     Route,
-    job_name_in,
     release,
     remove_containers_under,
     route_to_tracking_server,
 )
+from mlstack.cli.aws.local_training import job_name_in
 from mlstack.cli.channels import reference_payload, target_and_features
 from mlstack.core.ports import free_port
 from support.data import write_channels

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlstack.cli.aws.common import AwsScriptError, source_code
-from mlstack.cli.aws.local_mode import job_name_in
-from mlstack.cli.aws.sagemaker_local import failure_reason
+from mlstack.cli.aws.local_training import failure_reason, job_name_in
 from mlstack.cli.settings import AwsSettings, load
 
 

@@ -33,6 +33,6 @@ def test_restore_of_a_folder_that_is_no_backup_fails_in_one_line(tmp_path: Path)
     result = CliRunner().invoke(cli, ["--env-file", str(env), "local", "restore", str(tmp_path)])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"local_backup: error: {tmp_path} holds no manifest.json: "
-        "give a folder `make local-backup` wrote\n"
+        f"mlstack: error: {tmp_path} holds no manifest.json: "
+        f"give a folder `make local-backup ENV_FILE={env}` wrote\n"
     )

@@ -1,5 +1,6 @@
-"""src/mlstack/cli/local/make_env.py (`make .env`): .env is private from its first byte,
-tightened and completed later."""
+"""src/mlstack/cli/local/make_env.py (`mlstack local make-env`, the first step of `up`): a
+stack's env file is private from its first byte, names its stack, and is tightened and
+completed later."""
 
 from __future__ import annotations
 
@@ -73,3 +74,24 @@ def test_settings_the_example_gained_are_added_with_fresh_secrets(
     assert set(added) == {"NEW_SECRET", "NEW_PLAIN"} and added["NEW_PLAIN"] == "x"
     assert len(added["NEW_SECRET"]) >= 24 and added["NEW_SECRET"] != "__generate__"
     assert mode(env) == 0o600
+
+
+def test_the_stack_s_name_and_ports_are_recorded(tmp_path: Path) -> None:
+    """`mlstack local up --name newcomer --port 15600`: the file names its stack, in place of
+    the example's values; a file that lacks them (an older one) gets them appended."""
+    example, env = tmp_path / ".env.example", tmp_path / ".env"
+    example.write_text("COMPOSE_PROJECT=mlstack\nMLFLOW_PORT=5000\nSECRET=__generate__\n")
+    identity = {"COMPOSE_PROJECT": "newcomer", "MLFLOW_PORT": "15600", "SERVE_PORT": "15602"}
+    make_env.main(str(example), str(env), identity)
+    lines = env.read_text().splitlines()
+    assert lines[:2] == ["COMPOSE_PROJECT=newcomer", "MLFLOW_PORT=15600"]
+    assert lines[3] == "SERVE_PORT=15602"
+    older = tmp_path / ".env.older"
+    older.write_text("SECRET=kept\n")
+    make_env.main(str(example), str(older), identity)
+    assert older.read_text().splitlines() == [
+        "SECRET=kept",
+        "COMPOSE_PROJECT=newcomer",
+        "MLFLOW_PORT=15600",
+        "SERVE_PORT=15602",
+    ]

@@ -62,7 +62,7 @@ def test_bad_model_uri_in_one_line(uri, env, message, tmp_path) -> None:
     assert result.exit_code == 1
     err = result.stderr
     assert message in err and err.count("\n") == 1
-    assert err.startswith("mlstack-model-image: error: ")
+    assert err.startswith("mlstack: error: ")
 
 
 def test_a_folder_without_mlmodel_is_refused(tmp_path: Path) -> None:

@@ -11,9 +11,11 @@ from click.testing import CliRunner
 from mlstack.cli.main import cli
 from mlstack.cli.settings import (
     ALL_SETTINGS,
+    IMAGE_SETTINGS_MODULES,
     AwsSettings,
     LocalSettings,
     SettingsError,
+    image_variables,
     load,
 )
 from mlstack.core.settings import variables
@@ -81,19 +83,41 @@ def test_a_cli_error_from_settings_is_one_line(tmp_path: Path):
     )
     assert result.exit_code == 1
     assert result.stderr == (
-        "mlstack-aws: error: TUNING_MAX_PARALLEL_JOBS must be a whole number, got 'two'\n"
+        "mlstack: error: TUNING_MAX_PARALLEL_JOBS must be a whole number, got 'two'\n"
     )
 
 
 def test_only_the_settings_module_reads_the_environment():
-    """`os.environ` in scripts/ only where settings are read, or a child's environment made."""
-    allowed = {ROOT / "scripts" / "mlstack" / "settings.py"}
+    """`os.environ` in the CLI only where settings are read, or a child's environment made."""
+    cli_dir = ROOT / "src" / "mlstack" / "cli"
+    allowed = {cli_dir / "settings.py"}
     child_env = re.compile(r"env = \{\*\*os\.environ")  # a subprocess's environment
+    assert (cli_dir / "settings.py").is_file()
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for path in (ROOT / "scripts").rglob("*.py")
+        for path in cli_dir.rglob("*.py")
         if path not in allowed
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if ("os.environ" in line or "os.getenv" in line) and not child_env.search(line)
     ]
     assert found == []
+
+
+@pytest.mark.parametrize("module_name", IMAGE_SETTINGS_MODULES)
+def test_the_images_variables_read_from_source_are_those_their_classes_read(module_name):
+    """The misspelling check knows the images' variables without importing their modules:
+    what it reads from their source is exactly what their settings classes read."""
+    import importlib
+
+    from mlstack.core.settings import Settings
+
+    module = importlib.import_module(module_name)
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, Settings)
+        and value.__module__ == module_name
+    ]
+    assert classes
+    assert image_variables(module_name) == set().union(*(variables(cls) for cls in classes))

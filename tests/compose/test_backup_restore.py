@@ -121,7 +121,7 @@ def test_backup_restored_into_a_fresh_stack_gives_back_runs_metrics_and_artifact
 
     refused = make(variables, "local-restore", BACKUP=str(backup))
     assert refused.returncode != 0
-    assert "local_backup: error: this overwrites the stack's data: run again with CONFIRM=yes" in (
+    assert "mlstack: error: this overwrites the stack's data: run again with CONFIRM=yes" in (
         refused.stderr
     )
     assert "replace database mlflow" in refused.stdout

@@ -3,7 +3,8 @@
 A stack of its own (compose project, ports, .env in a temporary directory), so
 a developer's running `mlstack` stack is never touched: up, train, tune,
 promote, serve, predict, look at the UI in a real browser, down while a job
-runs, up again with everything still there, clean; then up with access control off.
+runs, up again with everything still there, a second stack beside it that `down` stops
+alone, clean; then up with access control off.
 Access control is on by default: the test logs in as the admin `make local-up` wrote
 into .env, as the Makefile's targets do.
 
@@ -15,10 +16,13 @@ cost nothing.
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shlex
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from mlstack.cli.local.stack import free_port_block
 from support.images import ROOT, read_env_file
 from support.login_proxy import logged_in_proxy
 from support.ports import free_port
@@ -38,6 +43,9 @@ pytestmark = pytest.mark.docker
 EXPERIMENT = "e2e-diabetes"
 MODEL = "e2e-diabetes-rf"
 SCREENSHOTS = ROOT / "build" / "screenshots"
+# What the test gives make for its stack; a command typed by hand has none of them.
+STACK_VARIABLES = ("COMPOSE_PROJECT", "ENV_FILE", "MLFLOW_PORT", "MINIO_CONSOLE_PORT")
+STACK_VARIABLES += ("SERVE_PORT", "EXPERIMENT_NAME", "MODEL_NAME")
 
 
 @dataclass
@@ -201,9 +209,14 @@ def browse(url: str, user_data: Path, *flags: str) -> str:
 def test_01_local_up_twice_is_harmless(stack: Stack) -> None:
     out = stack.make("local-up")
     assert f"http://127.0.0.1:{stack.variables['MLFLOW_PORT']}" in out
+    assert "`mlstack local login` prints the password" in out
     env_file = Path(stack.variables["ENV_FILE"])
     assert "=__generate__" not in env_file.read_text()
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    # The stack is its env file: its name and ports are recorded there.
+    recorded = read_env_file(env_file)
+    for name in ("COMPOSE_PROJECT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT", "SERVE_PORT"):
+        assert recorded[name] == stack.variables[name]
     stack.make("local-up")
     assert requests.get(f"{stack.tracking_uri}/health", timeout=5).text == "OK"
 
@@ -215,6 +228,23 @@ def test_01b_access_control_is_on_and_secrets_reach_only_their_services(stack: S
     ui = requests.get(f"{stack.tracking_uri}/", timeout=10)
     assert ui.status_code == 401 and ui.headers["WWW-Authenticate"].startswith("Basic")
     assert requests.get(search, auth=stack.admin, timeout=10).status_code == 200
+    # A refused login says where the right one is, to a user's own MLflow client too.
+    hint = (
+        "`mlstack local login` (make local-login) prints this server's URI and its admin's login."
+    )
+    assert requests.get(search, auth=("admin", "wrong"), timeout=10).text.endswith(hint)
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", "no"
+    with pytest.raises(MlflowException, match="mlstack local login"):
+        MlflowClient(tracking_uri=stack.tracking_uri).search_experiments()
+    exports = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in stack.make("local-login").splitlines()
+    )
+    assert exports == {
+        "MLFLOW_TRACKING_URI": stack.tracking_uri,
+        "MLFLOW_TRACKING_USERNAME": stack.admin[0],
+        "MLFLOW_TRACKING_PASSWORD": stack.admin[1],
+    }
     env = stack.env
     server = stack.container_env("tracking-server")
     assert server["AWS_ACCESS_KEY_ID"] == env["MINIO_MLFLOW_USER"]
@@ -228,11 +258,17 @@ def test_01b_access_control_is_on_and_secrets_reach_only_their_services(stack: S
 @pytest.mark.usefixtures("up")
 def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     runs_before = {r.info.run_id for r in runs_of(stack)}
-    stack.make("local-train", N_ESTIMATORS="30")
+    out = stack.make("local-train", N_ESTIMATORS="30")
+    # Links the user opens: this machine's address, never the one inside the network.
+    assert f"run: {stack.tracking_uri}/#/experiments/" in out
+    assert "tracking-server:5000" not in out
     out = stack.make("local-hpo", HPO_JOBS="3", HPO_PARALLEL="2")
     assert "[3/3]" in out and f"registered {MODEL} version" in out
+    assert f"best run: {stack.tracking_uri}/#/experiments/" in out
+    seed = re.search(r"seed (\d+) \(TUNING_SEED=(\d+) repeats this search\)", out)
+    assert seed and seed.group(1) == seed.group(2)
     out = stack.make("local-promote")
-    assert f"{MODEL}@champion -> version" in out
+    assert f"{MODEL}@champion -> version" in out and "AE-at-50th-percentile" in out
     stack.make("local-serve")
     out = stack.make("local-predict")
     prediction = float(out.split("prediction:")[1].split()[0])
@@ -241,6 +277,7 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     runs = [r for r in runs_of(stack) if r.info.run_id not in runs_before]
     tuning = [r for r in runs if r.data.tags.get("mlstack.kind") == "tuning"]
     assert len(tuning) == 1 and tuning[0].info.status == "FINISHED"
+    assert tuning[0].data.params["seed"] == seed.group(1)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tuning[0].info.run_id]
     assert len(children) == 3
     assert all("AE-at-50th-percentile" in r.data.metrics for r in children)
@@ -303,6 +340,79 @@ def test_04_down_while_training_then_up_keeps_everything(stack: Stack, tmp_path:
     assert plots == {"plots/predicted_vs_actual.png"}
     plot = client.download_artifacts(champion_run, "plots/predicted_vs_actual.png", str(tmp_path))
     assert Path(plot).read_bytes().startswith(b"\x89PNG")
+
+
+def mlstack(env_file: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    """`mlstack --env-file ENV ARGS` as typed by hand, the stack's own variables not set."""
+    env = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "mlstack"), "--env-file", str(env_file), *args],
+        cwd=ROOT,
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def refused(done: subprocess.CompletedProcess) -> str:
+    """The one line a refused command printed."""
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    return line
+
+
+@pytest.mark.usefixtures("up")
+def test_04b_a_second_stack_runs_beside_and_down_stops_only_its_own(
+    stack: Stack, tmp_path: Path
+) -> None:
+    first_env = Path(stack.variables["ENV_FILE"]).resolve()
+    second_env = tmp_path / ".env.second"
+    second = f"{stack.project}-second"
+    port = free_port_block()
+    taken = refused(mlstack(tmp_path / ".env.taken", "local", "up", "--name", stack.project))
+    assert taken == (
+        f"mlstack: error: stack {stack.project!r} was started from {first_env}, not "
+        f"{tmp_path / '.env.taken'}: nothing started; act on it with its own file (mlstack "
+        f"--env-file {first_env} local ...), or give this stack another name (mlstack local "
+        "up --name NAME --port PORT)"
+    )
+    busy = refused(
+        mlstack(
+            second_env, "local", "up", "--name", second, "--port", stack.variables["MLFLOW_PORT"]
+        )
+    )
+    assert busy.startswith(
+        f"mlstack: error: MLFLOW_PORT={stack.variables['MLFLOW_PORT']} is taken by stack "
+        f"{stack.project!r} of {first_env}: start this stack on other ports, e.g. mlstack local "
+        f"up --name {second} --port "
+    )
+    assert not second_env.exists()  # nothing written for a stack that did not start
+    started = time.monotonic()
+    try:
+        up = mlstack(second_env, "local", "up", "--name", second, "--port", str(port))
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"second stack up in {time.monotonic() - started:.0f} s")
+        second_uri = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert requests.get(second_uri, timeout=10).status_code == 401
+        # `down` typed by hand with the other stack's name in the environment: refused.
+        accident = refused(mlstack(first_env, "local", "down", COMPOSE_PROJECT=second))
+        assert accident.startswith(
+            f"mlstack: error: stack {second!r} was started from {second_env}, not {first_env}: "
+            "nothing stopped;"
+        )
+        down = mlstack(second_env, "local", "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert (
+            docker.from_env().containers.list(
+                filters={"label": f"com.docker.compose.project={second}"}
+            )
+            == []
+        )
+        assert stack.search_status() == 401  # the first stack is still up
+    finally:
+        mlstack(second_env, "local", "clean")
 
 
 @pytest.mark.usefixtures("up")

@@ -121,3 +121,39 @@ def test_the_tracking_uri_is_logged_without_its_credentials(
         resolve(tmp_path, tmp_path / "cache", "models:/absent@champion")
     assert f"from http://***@127.0.0.1:{closed}" in caplog.text
     assert "s3cret-pass" not in caplog.text and "s3cret-pass" not in str(raised.value)
+
+
+def test_a_model_download_is_bounded(tmp_path: Path, monkeypatch) -> None:
+    """A server that takes the connection and never answers: MLflow's client would wait for
+    minutes; the download gives up after INFERENCE_MODEL_FETCH_TIMEOUT, naming the server."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        # So the abandoned download ends soon after the test, on its own.
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        settings = Settings(model_uri="models:/m@champion", tracking_uri=uri, model_fetch_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(StartupError) as raised:
+            resolve_model_dir(settings, tmp_path / "cache", str(tmp_path))
+        assert time.monotonic() - started < 4
+    assert str(raised.value) == (
+        "cannot download MODEL_URI=models:/m@champion within 1 s (INFERENCE_MODEL_FETCH_TIMEOUT): "
+        f"the tracking server at {uri} does not answer; check MLFLOW_TRACKING_URI and that "
+        "this container reaches it"
+    )
+
+
+def test_an_mlmodel_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function: {loader_module: [x\n")
+    with pytest.raises(StartupError) as raised:
+        resolve(tmp_path, tmp_path / "cache")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'MLmodel'} is not valid YAML (")
+    assert "at line 3, column 1" in message and message.endswith("save the model again with MLflow")
+    assert "\n" not in message

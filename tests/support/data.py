@@ -19,7 +19,7 @@ TARGET = prepare_data.DIABETES_TARGET
 
 def write_channels(output: Path) -> Path:
     """Write the diabetes channels (and hyperparameters.json) exactly as `make data` does."""
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(output)]) == 0
+    prepare_data.prepare(output, dataset="diabetes")
     return output
 
 

@@ -1,6 +1,6 @@
 """Script mode: a user's training script, written for SageMaker's scikit-learn container,
 run unchanged by the training image through the same job runner as `make local-train` and
-`make local-hpo` (scripts/local_loop.py over scripts/local_jobs.py), tracked in the session's
+`make local-hpo` (mlstack.cli.local.jobs), tracked in the session's
 tracking server, and its logged model served by the inference image.
 
 The example script (examples/gradient_boosting) pins an MLflow 2.x client in its

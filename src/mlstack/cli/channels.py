@@ -7,12 +7,14 @@ import json
 import re
 from pathlib import Path
 
+from mlstack.cli.errors import CliError
+
 SPEC_FILE = "hyperparameters.json"
 DEFAULT_TARGET = "progression"
 CONTENT_TYPE = "application/json"
 
 
-class ChannelError(Exception):
+class ChannelError(CliError):
     """The data is missing or unusable; the message says how to make it."""
 
 

@@ -13,17 +13,15 @@ build time by loading the model with it. Errors: one line, exit status 1.
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from mlstack import ROOT
+from mlstack.cli import docker_engine
+from mlstack.cli.errors import CliError
 from mlstack.serving.model_env import read_requirements, venv_requirements
 
-PROGRAM = "mlstack-model-image"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REGISTRY_SCHEMES = ("models:/", "runs:/")
 MODEL_VENV = "/opt/model-env"
 DOCKERFILE = """\
@@ -53,7 +51,7 @@ RUN ["{venv}/bin/python", "-W", "ignore", "-c", \\
 """
 
 
-class ModelImageError(Exception):
+class ModelImageError(CliError):
     """A problem the user can fix; the message says what and how."""
 
 
@@ -110,14 +108,6 @@ def write_context(model_dir: Path, context: Path, image: str, model_uri: str) ->
     return pins
 
 
-def _cause(done: subprocess.CompletedProcess) -> str:
-    """The line of a failed build that says why: the last error line, without colours."""
-    text = ANSI.sub("", done.stdout + "\n" + done.stderr)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line and "returned a non-zero" not in line]
-    return ((errors or lines or ["no output"])[-1])[:300]
-
-
 def build(model_uri: str, image: str, base: str, tracking_uri: str = "") -> list[str]:
     """Build the model image; return the venv's requirements."""
     with tempfile.TemporaryDirectory(prefix="mlstack-model-image-") as tmp:
@@ -125,16 +115,5 @@ def build(model_uri: str, image: str, base: str, tracking_uri: str = "") -> list
         context = Path(tmp) / "context"
         context.mkdir()
         pins = write_context(model_dir, context, image, model_uri)
-        command = [
-            "docker",
-            "build",
-            "--force-rm",
-            "--build-arg",
-            f"BASE_IMAGE={base}",
-            "--tag",
-            image,
-        ]
-        done = subprocess.run([*command, str(context)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise ModelImageError(f"docker build of {image} failed: {_cause(done)}")
+        docker_engine.build(context, image, buildargs={"BASE_IMAGE": base})
     return pins

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -98,29 +99,56 @@ def without_blanks(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stripped.items() if v != ""}
 
 
-def variable(cls: type[Settings], field: str) -> str:
-    """The environment variable a field is read from (its first alias, else its name)."""
+def aliases(cls: type[Settings], field: str) -> list[str]:
+    """The variables a field is read from, in order (its aliases, else its name)."""
     alias = cls.model_fields[field].validation_alias
     if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    return str(alias or field.upper())
+        return [str(choice) for choice in alias.choices]
+    return [str(alias or field.upper())]
+
+
+def variable(cls: type[Settings], field: str) -> str:
+    """The environment variable a field is read from (its first alias, else its name)."""
+    return aliases(cls, field)[0]
 
 
 def variables(cls: type[Settings]) -> set[str]:
     """Every environment variable the class reads (aliases included)."""
-    names: set[str] = set()
-    for field, info in cls.model_fields.items():
-        alias = info.validation_alias
-        choices = alias.choices if isinstance(alias, AliasChoices) else [alias or field.upper()]
-        names.update(str(choice) for choice in choices)
-    return names
+    return {name for field in cls.model_fields for name in aliases(cls, field)}
 
 
-def one_line(cls: type[Settings], error: ValidationError) -> str:
-    """pydantic's first error as one line: the variable, what it must be, the value given."""
+def field_of(cls: type[Settings], located: str) -> str:
+    """The field an error's location names: a field's name, or one of its variables."""
+    if located in cls.model_fields:
+        return located
+    for field in cls.model_fields:
+        if located.upper() in {name.upper() for name in aliases(cls, field)}:
+            return field
+    return located
+
+
+def given_as(cls: type[Settings], field: str, value: Any) -> str:
+    """The variable the user set for a field: of its aliases (AWS_REGION, AWS_DEFAULT_REGION),
+    the one in the environment holding the value given, else its first."""
+    for choice in aliases(cls, field):
+        if os.environ.get(choice, "").strip() == str(value):
+            return choice
+    return variable(cls, field)
+
+
+def one_line(
+    cls: type[Settings], error: ValidationError, names: Mapping[str, str] | None = None
+) -> str:
+    """pydantic's first error as one line: the variable (or names[field], what the user
+    typed instead, such as an option), what it must be, the value given."""
     first = error.errors(include_url=False)[0]
-    located = str(first["loc"][0]) if first["loc"] else ""
-    name = variable(cls, located) if located in cls.model_fields else located
+    located = field_of(cls, str(first["loc"][0])) if first["loc"] else ""
+    if located in (names or {}):
+        name = (names or {})[located]
+    elif located in cls.model_fields:
+        name = given_as(cls, located, first.get("input"))
+    else:
+        name = located
     if first["type"] == "missing":
         return f"{name} is not set ({cls.REQUIRED_HINT})"
     wording = {**WORDING, **cls.WORDING}.get(first["type"], "{msg}")
@@ -143,12 +171,13 @@ def load(
     *,
     error: type[MlstackError] = MlstackError,
     init: Mapping[str, Any] | None = None,
+    names: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> S:
     """Read and check the settings: the process environment (and the class's env file), or
     only `env` when given; `overrides` (by field name, None dropped) win over both; `init`:
     pydantic-settings' own options (`_env_file`). A bad value raises `error` with one line
-    naming it."""
+    naming it (as `names` calls the field, when it does: the option it was given by)."""
     given = {name: value for name, value in overrides.items() if value is not None}
     try:
         if env is None:
@@ -157,6 +186,6 @@ def load(
             # Blanks go before the aliases are resolved, as env_ignore_empty does for os.environ.
             return cls(**(init or {}), **{**without_blanks(env), **given})
     except ValidationError as problem:
-        raise error(one_line(cls, problem)) from None
+        raise error(one_line(cls, problem, names)) from None
     except MlstackError as problem:  # a model validator's own one line
         raise error(str(problem)) from None

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     max_payload_mb: int = env("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 0)
     batch: bool = env("SAGEMAKER_BATCH", False)
     model_uri: str | None = env("MODEL_URI")
+    # MODEL_URI's download at start, in all: past it the container stops, naming the server.
+    model_fetch_timeout: int = env("INFERENCE_MODEL_FETCH_TIMEOUT", 30, 1)
     # The server that resolves models:/ and runs:/ URIs (MLflow's client reads it too).
     tracking_uri: str | None = env("MLFLOW_TRACKING_URI")
     fast_path: bool = env("INFERENCE_FAST_PATH", True)

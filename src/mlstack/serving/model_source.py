@@ -4,8 +4,11 @@ SageMaker extracts the endpoint's model.tar.gz into /opt/ml/model before the
 container starts; a tarball left there whole, or a model under one top-level
 folder, are found too. MODEL_URI (e.g. models:/NAME@champion) is downloaded
 once per container through MLFLOW_TRACKING_URI, with MLflow's own credential
-variables. Every worker resolves the source; a file lock makes the first one
-do the work and the others reuse its result.
+variables, within INFERENCE_MODEL_FETCH_TIMEOUT seconds in all (MLflow's client
+alone retries an unreachable server for minutes). Every worker resolves the
+source; a file lock makes the first one do the work and the others reuse its
+result. The model's MLmodel file must be YAML: a broken one is one line naming
+the file and the parse error, not a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,8 +120,31 @@ def from_tarball(tarball: Path, cache_root: Path) -> Path:
     return model_dir
 
 
-def download(model_uri: str, cache_root: Path, tracking_uri: str | None = None) -> Path:
-    """Download MODEL_URI (models:/NAME@alias, runs:/..., s3://...) into the cache."""
+def within(seconds: float, work, what: str) -> None:
+    """Run work() in a thread and wait for it at most seconds; its exception is raised here.
+    TimeoutError when it is not done by then (the thread is left to the process's exit)."""
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the caller, whatever it is
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=what, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(what)
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+def download(
+    model_uri: str, cache_root: Path, tracking_uri: str | None = None, timeout: float = 30
+) -> Path:
+    """Download MODEL_URI (models:/NAME@alias, runs:/..., s3://...) into the cache, within
+    timeout seconds."""
 
     def produce(dest: Path) -> None:
         import mlflow.artifacts
@@ -126,7 +153,19 @@ def download(model_uri: str, cache_root: Path, tracking_uri: str | None = None) 
         where = redact_uri(tracking_uri or "-")
         log.info("downloading %s from %s", redact_uri(model_uri), where)
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest))
+            within(
+                timeout,
+                lambda: mlflow.artifacts.download_artifacts(
+                    artifact_uri=model_uri, dst_path=str(dest)
+                ),
+                "model download",
+            )
+        except TimeoutError:
+            raise StartupError(
+                f"cannot download MODEL_URI={model_uri} within {timeout:g} s "
+                f"(INFERENCE_MODEL_FETCH_TIMEOUT): the tracking server at {where} does not "
+                "answer; check MLFLOW_TRACKING_URI and that this container reaches it"
+            ) from None
         except (MlflowException, OSError) as error:
             message = redact_uri(str(getattr(error, "message", error)).splitlines()[0][:300])
             raise StartupError(
@@ -142,13 +181,39 @@ def download(model_uri: str, cache_root: Path, tracking_uri: str | None = None) 
     return model_dir
 
 
+def check_mlmodel(model_dir: Path) -> Path:
+    """The model directory, once its MLmodel file parses as YAML; else one line naming the
+    file and where the parse failed."""
+    import yaml
+
+    path = model_dir / MLMODEL
+    try:
+        yaml.safe_load(path.read_text(errors="replace"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise StartupError(
+            f"{path} is not valid YAML ({problem}{where}): fix it, or save the model again "
+            "with MLflow"
+        ) from None
+    return model_dir
+
+
 def resolve_model_dir(
     settings: Settings, cache_root: Path | None = None, model_dir: str = SAGEMAKER_MODEL_DIR
 ) -> Path:
-    """The local MLflow model directory to load, from MODEL_URI or the model folder."""
-    cache_root = cache_root or default_cache_root()
+    """The local MLflow model directory to load, from MODEL_URI or the model folder; its
+    MLmodel file checked to parse."""
+    return check_mlmodel(find_model(settings, cache_root or default_cache_root(), model_dir))
+
+
+def find_model(settings: Settings, cache_root: Path, model_dir: str) -> Path:
+    """The model directory, from MODEL_URI or the model folder."""
     if settings.model_uri:
-        return download(settings.model_uri, cache_root, settings.tracking_uri)
+        return download(
+            settings.model_uri, cache_root, settings.tracking_uri, settings.model_fetch_timeout
+        )
     root = Path(model_dir)
     if not root.is_dir():
         raise StartupError(

@@ -52,9 +52,9 @@ def open_backend_stores() -> None:
 def create_app() -> Any:
     """Build the app for one worker: basic-auth when enabled, else the plain server.
 
-    Basic-auth verifies each password once per worker and lifetime, and answers refused
-    logins late (credentials.py, failed_logins.py). Either way behind /ready, with its
-    stores open and bounded waits on the object store.
+    Basic-auth verifies each password once per worker and lifetime, answers refused logins
+    late (credentials.py, failed_logins.py), with the deployment's login hint (login_hint.py).
+    Either way behind /ready, with its stores open and bounded waits on the object store.
     """
     settings = load_settings()
     bounds = settings.bounds
@@ -68,9 +68,12 @@ def create_app() -> Any:
 
         from mlstack.tracking.credentials import remember_verified_passwords
         from mlstack.tracking.failed_logins import FailedLoginDelay
+        from mlstack.tracking.login_hint import LoginHint
 
         remember_verified_passwords()  # before MLflow builds its app and opens the store
-        return Readiness(FailedLoginDelay(create_auth_app()), settings.backend_store_uri)
+        auth_app = FailedLoginDelay(create_auth_app())
+        hinted = LoginHint(auth_app, settings.auth_login_hint)
+        return Readiness(hinted, settings.backend_store_uri)
     from mlflow.server.fastapi_app import app
 
     return Readiness(app, settings.backend_store_uri)

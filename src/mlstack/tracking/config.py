@@ -125,6 +125,8 @@ class Settings(StoreSettings):
     auth_admin_password: SecretStr | None = env("MLFLOW_AUTH_ADMIN_PASSWORD")
     auth_secret_key: SecretStr | None = env("MLFLOW_FLASK_SERVER_SECRET_KEY")
     auth_default_permission: str = env("MLFLOW_AUTH_DEFAULT_PERMISSION", "READ")
+    # Appended to the 401 answer: how this deployment's users find their login.
+    auth_login_hint: str = env("MLFLOW_AUTH_LOGIN_HINT", "")
     db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", Bounds.db_connect_timeout, 1)
     db_read_timeout: int = env("DB_READ_TIMEOUT", Bounds.db_read_timeout, 1)
     s3_connect_timeout: int = env("S3_CONNECT_TIMEOUT", Bounds.s3_connect_timeout, 1)

@@ -1,8 +1,8 @@
 """`mlstack aws ...`: push, deploy-fargate, deploy-endpoint, invoke, tune, sagemaker-local.
 
-Each command reads `AwsSettings` (the environment, then `.env`; the README's configuration
-table lists every variable); its options override them. Failures: one line
-"mlstack-aws: error: ..." and exit status 1.
+Each command reads `AwsSettings` (the environment, then the env file; docs/configuration.md
+lists every variable); its options override them. Failures: one line
+"mlstack: error: ..." and exit status 1 (mlstack.cli.errors).
 """
 
 from __future__ import annotations
@@ -14,19 +14,13 @@ import click
 
 from mlstack import ROOT
 from mlstack.cli.aws import deploy_endpoint, deploy_fargate, invoke, push, sagemaker_local, tune
-from mlstack.cli.aws.common import PROGRAM
-from mlstack.cli.options import Context, fail, setting_option
-from mlstack.cli.settings import AwsSettings, SettingsError, load
+from mlstack.cli.options import env_file_of, setting_option, shared_options
+from mlstack.cli.settings import AwsSettings, load, stack_tracking
 
 
-def run(ctx: click.Context, main: Callable[..., int], overrides: dict, *args: object) -> None:
-    """Load the settings (options win), run the command, exit with its status."""
-    context: Context = ctx.obj
-    try:
-        settings = load(AwsSettings, context.env_file, **overrides)
-    except SettingsError as error:
-        fail(PROGRAM, str(error))
-    ctx.exit(main(settings, *args))
+def run(ctx: click.Context, main: Callable[..., None], overrides: dict, *args: object) -> None:
+    """Load the settings (options win), then run the command with them."""
+    main(load(AwsSettings, env_file_of(ctx), **overrides), *args)
 
 
 def option(field: str, help_text: str, *decls: str, **kwargs: object) -> Callable:
@@ -42,6 +36,7 @@ def aws() -> None:
 
 
 @aws.command("push")
+@shared_options()
 @click.argument("names", nargs=-1)
 @click.option(
     "--images-dir",
@@ -61,6 +56,7 @@ def push_command(
 
 
 @aws.command("deploy-fargate")
+@shared_options()
 @option("stack_name", "CloudFormation stack")
 @option("vpc_id", "the VPC (required)")
 @option("lb_subnet_ids", "load balancer subnets, comma-separated (required)")
@@ -74,6 +70,7 @@ def deploy_fargate_command(ctx: click.Context, **o) -> None:
 
 
 @aws.command("deploy-endpoint")
+@shared_options()
 @option("mlflow_tracking_uri", "the tracking server (required)")
 @option("model_name", "registered model")
 @option("model_alias", "alias to deploy")
@@ -88,6 +85,7 @@ def deploy_endpoint_command(ctx: click.Context, **o) -> None:
 
 
 @aws.command("invoke")
+@shared_options()
 @option("endpoint_name", "endpoint [default mlstack-MODEL_NAME]")
 @option("model_name", "registered model (names the endpoint)")
 @option("test_csv", "the test rows [default DATA_DIR/test/test.csv]")
@@ -98,6 +96,7 @@ def invoke_command(ctx: click.Context, **o) -> None:
 
 
 @aws.command("tune")
+@shared_options()
 @option("mlflow_tracking_uri", "the tracking server from here (required)")
 @option("experiment_name", "MLflow experiment")
 @option("data_s3_uri", "s3:// channels train/ and test/ (required)")
@@ -113,7 +112,10 @@ def tune_command(ctx: click.Context, **o) -> None:
 
 
 @aws.command("sagemaker-local")
-@option("mlflow_tracking_uri", "the tracking server from here [default http://127.0.0.1:5000]")
+@shared_options()
+@option(
+    "mlflow_tracking_uri", "the tracking server from here (default: the local stack's, ENV_FILE)"
+)
 @option("experiment_name", "MLflow experiment")
 @option("data_dir", "train/test channels", type=Path)
 @option("n_estimators", "trees", type=int)
@@ -123,4 +125,7 @@ def tune_command(ctx: click.Context, **o) -> None:
 @click.pass_context
 def sagemaker_local_command(ctx: click.Context, **o) -> None:
     """SageMaker SDK local mode against the local stack: train, deploy, predict (no account)."""
-    run(ctx, sagemaker_local.main, o)
+    env_file = env_file_of(ctx)
+    uri = stack_tracking(env_file, load(AwsSettings, env_file, **o).mlflow_tracking_uri)
+    # Read again: the stack's admin is in the environment now, for the training container.
+    sagemaker_local.main(load(AwsSettings, env_file, **{**o, "mlflow_tracking_uri": uri or None}))

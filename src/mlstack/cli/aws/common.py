@@ -1,21 +1,19 @@
-"""What every AWS command shares: boto3 sessions, ECR names, errors, subprocesses."""
+"""What every AWS command shares: boto3 sessions, ECR and SageMaker names, the git revision,
+the SDK's logging, its error."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from mlstack import ROOT, version
-from mlstack.cli.channels import ChannelError
-from mlstack.cli.settings import AwsSettings, SettingsError
+from mlstack.cli.errors import CliError
+from mlstack.cli.settings import AwsSettings
 
 ECR_REPOSITORY_PREFIX = "mlstack"
-PROGRAM = "mlstack-aws"
 NAME_LIMIT = 63  # SageMaker model, config and endpoint names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 # SDK defaults config: no usage telemetry to AWS from these commands.
 SDK_CONFIG = {
@@ -24,7 +22,7 @@ SDK_CONFIG = {
 }
 
 
-class AwsScriptError(Exception):
+class AwsScriptError(CliError):
     """A problem the user can fix; the message says what is wrong and how to fix it."""
 
 
@@ -114,68 +112,6 @@ def sagemaker_sdk_logging() -> None:
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
     # Logged before the SDK checks TelemetryOptOut, which these scripts set: misleading here.
     logging.getLogger("sagemaker.core.telemetry").setLevel(logging.WARNING)
-
-
-def client_error_line(error: Exception) -> str:
-    """One line for a botocore ClientError: the operation, AWS's code and its message."""
-    response = getattr(error, "response", None) or {}
-    details = response.get("Error", {})
-    operation = getattr(error, "operation_name", "AWS call")
-    message = str(details.get("Message") or error).splitlines()[0]
-    return f"{operation} failed: {details.get('Code', 'Error')}: {message}"
-
-
-def main_wrapper(main: Callable[..., int]) -> Callable[..., int]:
-    """Turn expected failures into one line on stderr and exit status 1."""
-
-    @functools.wraps(main)
-    def wrapped(*args: object, **kwargs: object) -> int:
-        from botocore.exceptions import (
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            WaiterError,
-        )
-
-        try:
-            return main(*args, **kwargs)
-        except (AwsScriptError, SettingsError, ChannelError) as error:
-            message = str(error)
-        except NoCredentialsError:
-            message = "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID"
-        except ClientError as error:
-            message = client_error_line(error)
-        except EndpointConnectionError as error:
-            message = f"cannot reach AWS: {error}; check the network, AWS_REGION, AWS_ENDPOINT_URL"
-        except WaiterError as error:
-            message = f"gave up waiting: {str(error).splitlines()[0]}"
-        except KeyboardInterrupt:
-            message = "interrupted"
-        print(f"{PROGRAM}: error: {message}", file=sys.stderr)
-        return 1
-
-    return wrapped
-
-
-def run(command: list[str], what: str, stdin: str | None = None, quiet: bool = False) -> str:
-    """Run a command; its output streams to stderr (stdout is for results) unless quiet;
-    a one-line error if it fails."""
-    try:
-        result = subprocess.run(
-            command,
-            input=stdin,
-            text=True,
-            stdout=subprocess.PIPE if quiet else sys.stderr,
-            stderr=subprocess.PIPE if quiet else None,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise AwsScriptError(f"{command[0]} is not installed or not on PATH: {what}") from None
-    if result.returncode != 0:
-        detail = (result.stderr or "").strip().splitlines()
-        tail = f": {detail[-1]}" if detail else ""
-        raise AwsScriptError(f"{what} failed (exit {result.returncode}){tail}")
-    return result.stdout or ""
 
 
 def source_code(settings: AwsSettings):

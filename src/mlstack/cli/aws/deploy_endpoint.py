@@ -29,7 +29,6 @@ from mlstack.cli.aws.common import (
     boto_session,
     ecr_image_uri,
     endpoint_name,
-    main_wrapper,
     sagemaker_name,
 )
 from mlstack.cli.settings import AwsSettings
@@ -172,8 +171,7 @@ def deploy(
     return arn
 
 
-@main_wrapper
-def main(settings: AwsSettings) -> int:
+def main(settings: AwsSettings) -> None:
     """Resolve MODEL_NAME@MODEL_ALIAS, ship it (model.tar.gz or MODEL_IMAGE_URI), deploy it."""
     tracking_uri = settings.require("mlflow_tracking_uri")
     model_name = settings.require("model_name")
@@ -205,4 +203,3 @@ def main(settings: AwsSettings) -> int:
         settings.sagemaker_instance_count,
     )
     print(endpoint)
-    return 0

@@ -20,7 +20,6 @@ from mlstack.cli.aws.common import (
     account_id,
     boto_session,
     ecr_image_uri,
-    main_wrapper,
 )
 from mlstack.cli.settings import AwsSettings
 
@@ -138,8 +137,7 @@ def deploy(cfn, name: str, template: str, params: dict[str, str]) -> dict[str, s
     return {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
 
 
-@main_wrapper
-def main(settings: AwsSettings, template_path: Path = TEMPLATE) -> int:
+def main(settings: AwsSettings, template_path: Path = TEMPLATE) -> None:
     """Deploy the stack with the settings' parameters; print MLFLOW_TRACKING_URI."""
     session = boto_session(settings)
     account_id(session)
@@ -158,4 +156,3 @@ def main(settings: AwsSettings, template_path: Path = TEMPLATE) -> int:
         file=sys.stderr,
     )
     print(outputs["TrackingUri"])
-    return 0

@@ -16,7 +16,6 @@ from mlstack.cli.aws.common import (
     account_id,
     boto_session,
     endpoint_name,
-    main_wrapper,
 )
 from mlstack.cli.channels import CONTENT_TYPE, reference_payload, target_and_features
 from mlstack.cli.settings import AwsSettings
@@ -30,8 +29,7 @@ def invoke(runtime, endpoint: str, payload: str) -> str:
     return response["Body"].read().decode()
 
 
-@main_wrapper
-def main(settings: AwsSettings) -> int:
+def main(settings: AwsSettings) -> None:
     """Send the first test row to ENDPOINT_NAME (or mlstack-MODEL_NAME); print the answer."""
     if not settings.endpoint_name and not settings.model_name:
         raise AwsScriptError("set ENDPOINT_NAME (or MODEL_NAME, as for make deploy-endpoint)")
@@ -47,4 +45,3 @@ def main(settings: AwsSettings) -> int:
     account_id(session)
     print(f"POST {endpoint}: {payload}", file=sys.stderr)
     print(invoke(session.client("sagemaker-runtime"), endpoint, payload))
-    return 0

@@ -113,6 +113,11 @@ def invoke_once(
             status=response["ResponseMetadata"]["HTTPStatusCode"],
             body=response["Body"].read().decode(),
         )
+    except RuntimeError as error:  # how the SDK reports an endpoint that never answered /ping
+        raise AwsScriptError(
+            f"the local endpoint failed: {str(error).strip().splitlines()[-1]}; "
+            "the containers' logs are above"
+        ) from None
     finally:
         client.delete_endpoint(EndpointName=name)  # stops the serving container
         with contextlib.suppress(Exception):

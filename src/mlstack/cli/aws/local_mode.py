@@ -1,5 +1,5 @@
 """SageMaker local mode's Docker side: how its containers reach the tracking server, and
-removing what a run left behind.
+removing what a run left behind (through the Docker SDK; the SDKs run compose themselves).
 
 Both SDK generations (v2's LocalSession, v3's ModelTrainer and LocalSession) run their
 containers with `docker compose` on the Docker network `sagemaker-local`, where 127.0.0.1 is
@@ -17,21 +17,20 @@ lies in that root, training and serving alike (v3 leaves its job containers stop
 
 from __future__ import annotations
 
-import json
+import contextlib
 import shutil
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlstack.cli.aws.common import AwsScriptError, run
+from mlstack.cli import docker_engine
+from mlstack.cli.aws.common import AwsScriptError
 
 NETWORK = "sagemaker-local"  # the SDKs' compose files name it so
 LABEL = "org.mlstack.sagemaker-local.run"  # on the network when a run creates it
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
-COMPOSE_FILE = "docker-compose.yaml"  # what SDK v3 writes into a job's local_container_root
+GATEWAY_HOST = "mlstack-docker-host"
 
 
 @dataclass
@@ -57,81 +56,54 @@ def is_this_machine(host: str) -> bool:
     return True
 
 
-def docker_json(*args: str) -> Any:
-    """`docker ... --format json`-style output, parsed."""
-    return json.loads(run(["docker", *args], f"docker {args[0]} {args[1]}", quiet=True))
-
-
 def publishing_container(host_port: int) -> tuple[str, int] | None:
     """(container id, container port) of the running container publishing host_port."""
-    ids = run(["docker", "ps", "-q"], "listing containers", quiet=True).split()
-    for container in docker_json("container", "inspect", *ids) if ids else []:
-        for port, bindings in (container["NetworkSettings"]["Ports"] or {}).items():
+    for container in docker_engine.client().containers.list():
+        for port, bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).items():
             if any(b.get("HostPort") == str(host_port) for b in bindings or []):
-                return container["Id"], int(port.split("/")[0])
+                return container.id, int(port.split("/")[0])
     return None
-
-
-def network_exists() -> bool:
-    found = subprocess.run(
-        ["docker", "network", "inspect", NETWORK], capture_output=True, check=False
-    )
-    return found.returncode == 0
 
 
 def ensure_network() -> bool:
     """Create `sagemaker-local` as the SDKs' compose files declare it; True if created.
 
     The compose label lets the SDKs' `docker compose up` adopt the network."""
-    if network_exists():
+    networks = docker_engine.client().networks
+    if any(network.name == NETWORK for network in networks.list(names=[NETWORK])):
         return False
-    run(
-        [
-            "docker",
-            "network",
-            "create",
-            "--label",
-            f"com.docker.compose.network={NETWORK}",
-            "--label",
-            f"{LABEL}=network",
-            NETWORK,
-        ],
-        f"creating the {NETWORK} network",
-        quiet=True,
-    )
+    networks.create(NETWORK, labels={"com.docker.compose.network": NETWORK, LABEL: "network"})
     return True
 
 
-def attach(container: str) -> tuple[str, bool]:
+def attach(container_id: str) -> tuple[str, bool]:
     """Connect the container to `sagemaker-local` (unless it is); return its address there
     and whether this call connected it."""
-    networks = docker_json("container", "inspect", container)[0]["NetworkSettings"]["Networks"]
-    connected = NETWORK not in networks
+    from docker.errors import APIError
+
+    container = docker_engine.client().containers.get(container_id)
+    connected = NETWORK not in container.attrs["NetworkSettings"]["Networks"]
     if connected:
-        run(["docker", "network", "connect", NETWORK, container], "connecting the tracking server")
-        networks = docker_json("container", "inspect", container)[0]["NetworkSettings"]["Networks"]
-    return networks[NETWORK]["IPAddress"], connected
+        try:
+            docker_engine.client().networks.get(NETWORK).connect(container)
+        except APIError as error:
+            raise AwsScriptError(
+                f"connecting the tracking server to {NETWORK} failed: {error.explanation}"
+            ) from None
+        container.reload()
+    return container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"], connected
 
 
 def host_gateway_ip(image: str) -> str:
     """The Docker host's address as containers see it (Docker's host-gateway)."""
-    out = run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--add-host",
-            "mlstack-docker-host:host-gateway",
-            "--entrypoint",
-            "python",
-            image,
-            "-c",
-            "import socket; print(socket.gethostbyname('mlstack-docker-host'))",
-        ],
-        "finding the Docker host's gateway address",
-        quiet=True,
+    output = docker_engine.client().containers.run(
+        image,
+        ["-c", f"import socket; print(socket.gethostbyname('{GATEWAY_HOST}'))"],
+        entrypoint="python",
+        extra_hosts={GATEWAY_HOST: "host-gateway"},
+        remove=True,
     )
-    return out.strip().splitlines()[-1]
+    return output.decode().strip().splitlines()[-1]
 
 
 def with_host(uri: str, host: str, port: int | None) -> str:
@@ -162,50 +134,46 @@ def route_to_tracking_server(tracking_uri: str, image: str, override: str = "") 
     return Route(uri, container if connected else None, created)
 
 
-def containers_under(root: Path) -> list[str]:
-    """Ids of the containers (running or not) whose compose project lies in root."""
-    listed = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={WORKING_DIR_LABEL}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if not listed:
-        return []
-    found = subprocess.run(
-        ["docker", "container", "inspect", *listed], capture_output=True, text=True, check=False
-    )
-    inside = []
-    for container in json.loads(found.stdout or "[]"):
-        directory = Path((container["Config"]["Labels"] or {}).get(WORKING_DIR_LABEL, "/"))
-        if directory.is_relative_to(root):
-            inside.append(container["Id"])
-    return inside
+def containers_under(root: Path) -> list:
+    """The containers (running or not) whose compose project lies in root."""
+    listed = docker_engine.client().containers.list(all=True, filters={"label": WORKING_DIR_LABEL})
+    return [
+        container
+        for container in listed
+        if Path(container.labels.get(WORKING_DIR_LABEL, "/")).is_relative_to(root)
+    ]
 
 
 def remove_containers_under(root: Path) -> None:
     """Remove every container whose compose project lies in root."""
-    found = containers_under(root)
-    if found:
-        subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=False)
+    from docker.errors import APIError
+
+    for container in containers_under(root):
+        with contextlib.suppress(APIError):
+            container.remove(force=True)
 
 
 def release(route: Route | None) -> None:
     """Disconnect the tracking server if the route connected it; remove the network if the
     route created it."""
-    if route and route.connected_container:
-        subprocess.run(
-            ["docker", "network", "disconnect", NETWORK, route.connected_container],
-            capture_output=True,
-            check=False,
-        )
-    if route and route.created_network:
-        subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True, check=False)
+    from docker.errors import APIError
+
+    if route is None or not (route.connected_container or route.created_network):
+        return
+    with contextlib.suppress(APIError):
+        network = docker_engine.client().networks.get(NETWORK)
+        if route.connected_container:
+            with contextlib.suppress(APIError):
+                network.disconnect(route.connected_container)
+        if route.created_network:
+            network.remove()
 
 
 def remove_tree(path: Path, image: str) -> None:
     """Remove a container root: the containers ran as root and wrote root-owned files into
     it, which a user without root can only remove after a container opens them up."""
+    from docker.errors import DockerException
+
     if not path.exists():
         return
     try:
@@ -213,26 +181,12 @@ def remove_tree(path: Path, image: str) -> None:
         return
     except PermissionError:
         pass
-    opened = ["docker", "run", "--rm", "--entrypoint", "chmod", "-v", f"{path}:/opened", image]
-    subprocess.run(
-        [*opened, "-R", "a+rwX", "/opened"],
-        capture_output=True,
-        check=False,
-    )
+    with contextlib.suppress(DockerException):
+        docker_engine.client().containers.run(
+            image,
+            ["-R", "a+rwX", "/opened"],
+            entrypoint="chmod",
+            volumes={str(path): {"bind": "/opened", "mode": "rw"}},
+            remove=True,
+        )
     shutil.rmtree(path, ignore_errors=True)
-
-
-def job_name_in(container_root: Path) -> str:
-    """The name of the SDK v3 local job run with container_root as its local_container_root,
-    as v3 gave it to the container (TRAINING_JOB_NAME in the compose file it wrote there):
-    ModelTrainer makes the name from base_job_name and the time, and in local mode does not
-    return it."""
-    import yaml
-
-    compose = yaml.safe_load((container_root / COMPOSE_FILE).read_text())
-    for service in compose["services"].values():
-        for variable in service.get("environment") or []:
-            name, _, value = variable.partition("=")
-            if name == "TRAINING_JOB_NAME":
-                return value
-    raise AwsScriptError(f"no TRAINING_JOB_NAME in {container_root / COMPOSE_FILE}")

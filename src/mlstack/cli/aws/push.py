@@ -30,20 +30,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlstack import ROOT, version
+from mlstack.cli import docker_engine
 from mlstack.cli.aws.common import (
     ECR_REPOSITORY_PREFIX,
     AwsScriptError,
     account_id,
     boto_session,
     git_revision,
-    main_wrapper,
-    run,
 )
+from mlstack.cli.errors import first_line
+from mlstack.cli.images import IMAGES, build_image, python_base_image
 from mlstack.cli.settings import AwsSettings
 
-IMAGES = ("tracking-server", "training", "inference")
 TARGET_PLATFORM = "linux/amd64"
-DEFAULT_PYTHON_BASE_IMAGE = "python:3.11-slim"
 # Lifecycle: untagged images (left by failed or superseded pushes) go after a week; of the
 # rest, the newest KEEP_IMAGES stay, so an image a running service uses is not expired soon.
 UNTAGGED_DAYS = 7
@@ -81,19 +80,6 @@ def lifecycle_policy() -> str:
     )
 
 
-def python_base_image(settings: AwsSettings) -> str:
-    """PYTHON_BASE_IMAGE from the environment, else .images.env, else the public image."""
-    if settings.python_base_image:
-        return settings.python_base_image
-    env_file = ROOT / ".images.env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, found = line.strip().partition("=")
-            if key.strip() == "PYTHON_BASE_IMAGE" and found.strip():
-                return found.strip()
-    return DEFAULT_PYTHON_BASE_IMAGE
-
-
 def plan_tags(release: str, sha: str, dirty: bool, allow_dirty: bool, now: datetime) -> list[str]:
     """The tags to push: VERSION and git-SHA, or one unique dirty tag (see the module doc)."""
     if not dirty:
@@ -107,38 +93,32 @@ def plan_tags(release: str, sha: str, dirty: bool, allow_dirty: bool, now: datet
 
 
 def build(name: str, context: Path, tag: str, base: str, revision: str) -> None:
-    """docker build of context/images/NAME/Dockerfile for TARGET_PLATFORM (classic builder or
-    BuildKit, whichever docker uses)."""
-    run(
-        [
-            "docker",
-            "build",
-            "--platform",
-            TARGET_PLATFORM,
-            "--build-arg",
-            f"PYTHON_BASE_IMAGE={base}",
-            "--build-arg",
-            f"VERSION={version()}",
-            "--label",
-            f"org.opencontainers.image.revision={revision}",
-            "--tag",
-            tag,
-            "--file",
-            str(context / "images" / name / "Dockerfile"),
-            str(context),
-        ],
-        f"building {tag}",
+    """Build context/images/NAME/Dockerfile for TARGET_PLATFORM, its log on stderr."""
+    build_image(
+        name,
+        tag,
+        base,
+        root=context,
+        labels={"org.opencontainers.image.revision": revision},
+        platform=TARGET_PLATFORM,
+        on_line=lambda line: print(line, file=sys.stderr),
     )
+
+
+def local_image(tag: str):
+    """The local image tag names; one line when it is not here."""
+    from docker.errors import ImageNotFound
+
+    try:
+        return docker_engine.client().images.get(tag)
+    except ImageNotFound:
+        raise AwsScriptError(f"no image {tag} here: build it first") from None
 
 
 def image_platform(tag: str) -> str:
-    """os/architecture of a local image, as `docker image inspect` reports it."""
-    out = run(
-        ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag],
-        f"inspecting {tag}",
-        quiet=True,
-    )
-    return out.strip()
+    """os/architecture of a local image, as the engine records it."""
+    attrs = local_image(tag).attrs
+    return f"{attrs['Os']}/{attrs['Architecture']}"
 
 
 def check_platform(tag: str, expected: str = TARGET_PLATFORM) -> None:
@@ -205,16 +185,20 @@ def already_pushed(repository: str, tags: list[str], found: dict[str, str]) -> s
 
 
 def registry_login(ecr, override: str | None) -> str:
-    """docker login with an ECR authorization token; returns the registry host."""
+    """Log the Docker client in with an ECR authorization token; returns the registry host.
+
+    The login lives in this process's client only: nothing is written to ~/.docker."""
+    from docker.errors import APIError
+
     data = ecr.get_authorization_token()["authorizationData"][0]
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     host = override or data["proxyEndpoint"].removeprefix("https://").removeprefix("http://")
-    run(
-        ["docker", "login", "--username", user, "--password-stdin", host],
-        f"docker login to {host}",
-        stdin=password,
-        quiet=True,
-    )
+    try:
+        docker_engine.client().login(username=user, password=password, registry=host, reauth=True)
+    except APIError as error:
+        raise AwsScriptError(
+            f"docker login to {host} failed: {first_line(error.explanation or error)}"
+        ) from None
     return host
 
 
@@ -229,15 +213,15 @@ class Pushed:
 
 def push_tags(local_tag: str, remote: str, tags: list[str]) -> str:
     """Tag and push; return the pushed manifest's digest (sha256:...)."""
+    api = docker_engine.client().api
     for tag in tags:
-        run(["docker", "tag", local_tag, f"{remote}:{tag}"], f"tagging {remote}:{tag}")
-        run(["docker", "push", f"{remote}:{tag}"], f"pushing {remote}:{tag}")
-    out = run(
-        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", local_tag],
-        f"reading the digest of {remote}",
-        quiet=True,
-    )
-    for ref in json.loads(out or "[]") or []:
+        api.tag(local_tag, remote, tag)
+        for chunk in api.push(remote, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise AwsScriptError(f"pushing {remote}:{tag} failed: {first_line(chunk['error'])}")
+            if chunk.get("status") and not chunk.get("progressDetail"):
+                print(f"{remote}:{tag}: {chunk['status']}", file=sys.stderr)
+    for ref in local_image(local_tag).attrs.get("RepoDigests") or []:
         repo, _, digest = ref.partition("@")
         if repo == remote:
             return digest
@@ -308,13 +292,12 @@ def push_local_image(ecr, local_tag: str, registry: str) -> Pushed:
     return Pushed(name, [f"{remote}:{tag}"], f"{remote}@{digest}")
 
 
-@main_wrapper
 def main(
     settings: AwsSettings,
     names: list[str],
     images_dir: Path = ROOT / "images",
     model_image: str | None = None,
-) -> int:
+) -> None:
     """Push the named images (all three by default), or one model image; print the URIs."""
     names = names or list(IMAGES)
     session = boto_session(settings)
@@ -326,7 +309,7 @@ def main(
         [] if model_image else [plan_image(n, images_dir, settings.push_allow_dirty) for n in names]
     )
     registry = registry_login(ecr, settings.ecr_registry_override or None)
-    base_image = python_base_image(settings)
+    base_image = python_base_image(settings.python_base_image)
     pushes = [lambda plan=plan: push_image(ecr, plan, registry, base_image) for plan in plans]
     if model_image:
         pushes.append(lambda: push_local_image(ecr, model_image, registry))
@@ -335,4 +318,3 @@ def main(
         for uri in pushed.uris:
             print(uri)
         print(pushed.digest_uri)
-    return 0

@@ -18,16 +18,18 @@ server. No AWS account needed.
 
 SDK local-mode notes (sagemaker 3.x): it runs `docker compose` (v2) or `docker-compose`; it
 needs a region but no credentials (none are given to the containers here); images that are
-not ECR URIs are used as they are, without ECR login or pull. How its containers reach the
-tracking server: `mlstack.cli.aws.local_mode` (SAGEMAKER_LOCAL_TRACKING_URI overrides it).
+not ECR URIs are used as they are, without ECR login or pull.
+
+This module is the command: its settings checked, the three steps in order, the clean-up.
+The steps live with their concern: the job in `local_training`, the endpoint in
+`local_endpoint`, how the containers reach the tracking server (SAGEMAKER_LOCAL_TRACKING_URI
+overrides it) and the clean-up in `local_mode`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
-import shutil
 import sys
 import time
 import uuid
@@ -35,31 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlstack import version
-from mlstack.cli.aws.common import (
-    AwsScriptError,
-    main_wrapper,
-    run,
-    sagemaker_sdk_logging,
-    source_code,
-)
+from mlstack.cli import docker_engine
+from mlstack.cli.aws import local_training
+from mlstack.cli.aws.common import AwsScriptError, sagemaker_sdk_logging, source_code
 from mlstack.cli.aws.local_endpoint import invoke_once, local_session, quiet_hosting_thread_exit
 from mlstack.cli.aws.local_mode import (
     Route,
-    job_name_in,
     release,
     remove_containers_under,
     remove_tree,
     route_to_tracking_server,
 )
 from mlstack.cli.channels import reference_payload, target_and_features
+from mlstack.cli.links import PublicLinks
 from mlstack.cli.settings import AwsSettings
 from mlstack.core.ports import free_port
 
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 DEFAULT_REGION = "us-east-1"  # local mode needs a region, any will do
-BASE_JOB_NAME = "mlstack-local"  # v3 appends the time: mlstack-local-YYYYmmddHHMMSS
-CHANNELS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -83,10 +78,8 @@ class LocalModeRun:
 
 def require_image(tag: str) -> None:
     """The image must be built: local mode would otherwise try to pull it from a registry."""
-    try:
-        run(["docker", "image", "inspect", tag], f"looking for image {tag}", quiet=True)
-    except AwsScriptError:
-        raise AwsScriptError(f"image {tag} is not built here: run make build") from None
+    if not docker_engine.image_exists(tag):
+        raise AwsScriptError(f"image {tag} is not built here: run make build")
 
 
 def check_tracking_server(uri: str) -> None:
@@ -102,14 +95,13 @@ def check_tracking_server(uri: str) -> None:
         ) from None
 
 
-def load_settings(settings: AwsSettings) -> LocalModeRun:
+def local_run(settings: AwsSettings) -> LocalModeRun:
     """Check the settings and what they name (images built, data written, server up)."""
-    training = settings.training_image or f"mlstack/training:{version()}"
-    inference = settings.inference_image or f"mlstack/inference:{version()}"
+    training, inference = settings.training_image_tag, settings.inference_image_tag
     for tag in (training, inference):
         require_image(tag)
     data_dir = settings.data_dir
-    for channel in CHANNELS:
+    for channel in local_training.CHANNELS:
         if not (data_dir / channel).is_dir():
             raise AwsScriptError(
                 f"{data_dir / channel} does not exist: run `make data` "
@@ -145,95 +137,25 @@ def load_settings(settings: AwsSettings) -> LocalModeRun:
     )
 
 
-def failure_reason(container_root: Path) -> str:
-    """The last line of the job's /opt/ml/output/failure (the image's own reason). v3's
-    driver writes its own there instead: the traceback of the script's exit, said here as
-    the exit status, or a note pointing at CloudWatch, where a local job has no logs ("")."""
-    for path in container_root.glob("*/output/failure"):
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
-        lines = [line for line in lines if line]
-        if not lines or any("CloudWatch" in line for line in lines):
-            continue
-        exited = re.search(r"returned non-zero exit status (\d+)", lines[-1])
-        if exited:
-            return f"the script exited with status {exited.group(1)}"
-        return lines[-1][:300]
-    return ""
-
-
-def train(settings: LocalModeRun, session: Any, container_root: Path, tracking_uri: str) -> str:
-    """Run the training job with container_root as v3's local_container_root; return the
-    job's name (its model.tar.gz is under container_root/compressed_artifacts)."""
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import Compute, InputData
-    from sagemaker.train.model_trainer import Mode
-
-    trainer = ModelTrainer(
-        training_mode=Mode.LOCAL_CONTAINER,
-        sagemaker_session=session,
-        training_image=settings.training_image,
-        base_job_name=BASE_JOB_NAME,
-        compute=Compute(instance_type="local_cpu", instance_count=1),
-        hyperparameters={"tracking_uri": tracking_uri, **settings.hyperparameters},
-        # The stack's credentials (make exports them) as environment, not hyperparameters,
-        # which SageMaker records in the job's description.
+def run_locally(settings: LocalModeRun, container_root: Path, route: Route) -> dict[str, Any]:
+    """Train, keep the model, serve it and send the reference's request; the summary."""
+    session = local_session(settings.region, container_root, free_port())
+    started = time.monotonic()
+    job_name = local_training.train(
+        session,
+        container_root,
+        image=settings.training_image,
+        data_dir=settings.data_dir,
+        hyperparameters={"tracking_uri": route.uri, **settings.hyperparameters},
         environment=settings.credentials,
         source_code=settings.source_code,
-        local_container_root=str(container_root),
     )
-    channels = [
-        InputData(channel_name=name, data_source=str(settings.data_dir / name)) for name in CHANNELS
-    ]
-    try:
-        trainer.train(input_data_config=channels)
-    except ImportError as error:  # the SDK's way of saying docker compose is missing
-        raise AwsScriptError(
-            f"{str(error).split('. ')[0]}: SageMaker local mode runs `docker compose` "
-            "(install Docker's compose plugin)"
-        ) from None
-    except RuntimeError:  # how the SDK reports a failed job (its compose file is written)
-        reason = failure_reason(container_root)
-        raise AwsScriptError(
-            f"the training job {job_name_in(container_root)} failed"
-            f"{': ' + reason if reason else ''}; its log is above"
-        ) from None
-    return job_name_in(container_root)
-
-
-def keep_model(container_root: Path, output_dir: Path, job_name: str) -> Path:
-    """Copy the job's model.tar.gz out of the container root: OUTPUT/JOB/model.tar.gz."""
-    model = container_root / "compressed_artifacts" / "model.tar.gz"
-    if not model.is_file():
-        raise AwsScriptError(f"the training job {job_name} left no model.tar.gz")
-    kept = output_dir / job_name / "model.tar.gz"
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model, kept)
-    return kept
-
-
-def predict(settings: LocalModeRun, session: Any, model: Path, name: str) -> tuple[str, Any]:
-    """Serve model.tar.gz with the inference image; send the reference's request."""
+    trained = time.monotonic()
+    model = local_training.keep_model(container_root, settings.output_dir, job_name)
     payload = reference_payload(
         settings.data_dir / "test" / "test.csv", settings.target, settings.features
     )
-    try:
-        answer = invoke_once(session, settings.inference_image, model.as_uri(), name, payload)
-    except RuntimeError as error:  # how the SDK reports an endpoint that never answered /ping
-        raise AwsScriptError(
-            f"the local endpoint failed: {str(error).strip().splitlines()[-1]}; "
-            "the containers' logs are above"
-        ) from None
-    return payload, answer.json()
-
-
-def run_locally(settings: LocalModeRun, container_root: Path, route: Route) -> dict[str, Any]:
-    """Train, keep the model, serve and predict; the summary."""
-    session = local_session(settings.region, container_root, free_port())
-    started = time.monotonic()
-    job_name = train(settings, session, container_root, route.uri)
-    trained = time.monotonic()
-    model = keep_model(container_root, settings.output_dir, job_name)
-    payload, prediction = predict(settings, session, model, job_name)
+    answer = invoke_once(session, settings.inference_image, model.as_uri(), job_name, payload)
     served = time.monotonic()
     return {
         "training_job_name": job_name,
@@ -241,7 +163,7 @@ def run_locally(settings: LocalModeRun, container_root: Path, route: Route) -> d
         "tracking_uri": settings.tracking_uri,
         "experiment_name": settings.experiment_name,
         "payload": json.loads(payload),
-        "prediction": prediction,
+        "prediction": answer.json(),
         "seconds": {
             "training": round(trained - started, 1),
             "endpoint": round(served - trained, 1),
@@ -249,11 +171,10 @@ def run_locally(settings: LocalModeRun, container_root: Path, route: Route) -> d
     }
 
 
-@main_wrapper
-def main(aws_settings: AwsSettings) -> int:
+def main(aws_settings: AwsSettings) -> None:
     """Train, deploy and predict in SageMaker local mode; print a JSON summary."""
     sagemaker_sdk_logging()
-    settings = load_settings(aws_settings)
+    settings = local_run(aws_settings)
     quiet_hosting_thread_exit()
     container_root = settings.output_dir / "work" / f"mlstack-{uuid.uuid4().hex[:12]}"
     try:
@@ -268,16 +189,12 @@ def main(aws_settings: AwsSettings) -> int:
             settings.tracking_uri, settings.training_image, settings.container_tracking_uri
         )
         print(f"tracking at {settings.tracking_uri} (containers: {route.uri})", file=sys.stderr)
-        # The SDK streams container logs to stdout; this command keeps stdout for its result.
-        with contextlib.redirect_stdout(sys.stderr):
+        # The SDK streams container logs to stdout; this command keeps stdout for its result,
+        # and prints MLflow's run links with the address this machine opens.
+        with contextlib.redirect_stdout(PublicLinks(sys.stderr, route.uri, settings.tracking_uri)):
             summary = run_locally(settings, container_root, route)
     finally:
         remove_containers_under(container_root)
         release(route)
         remove_tree(container_root, settings.training_image)
     print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,8 +6,8 @@ shared with `mlstack local hpo`; here SageMaker runs the jobs. The parent run is
 the tuning job; its id goes to every job as the static hyperparameter parent-run-id. While
 the job runs this also sets mlflow.parentRunId on any run of the job that lacks it (the
 training image tags its run with sagemaker.training_job_name, which SageMaker sets to
-TUNING-JOB-NNN-XXXXXXXX; an older image may not know parent-run-id), then records the best
-job on the parent run and prints that job's name.
+TUNING-JOB-NNN-XXXXXXXX; a user's own image may ignore parent-run-id), then records the
+best job on the parent run and prints that job's name.
 
 The SageMaker Python SDK v3 builds and starts it: a `ModelTrainer` (training_mode
 SAGEMAKER_TRAINING_JOB) describes the jobs, v3's `HyperparameterTuner` the tuning. The
@@ -38,7 +38,6 @@ from mlstack.cli.aws.common import (
     account_id,
     boto_session,
     ecr_image_uri,
-    main_wrapper,
     sagemaker_sdk_logging,
     source_code,
 )
@@ -291,8 +290,7 @@ class SageMakerJobs:
         return poll(check, timeout=None, interval=self.poll_seconds)
 
 
-@main_wrapper
-def main(settings: AwsSettings) -> int:
+def main(settings: AwsSettings) -> None:
     """Run the tuning job under one MLflow parent run; print the best training job's name."""
     from mlflow import MlflowClient
 
@@ -322,4 +320,3 @@ def main(settings: AwsSettings) -> int:
     except tuning.TuningFailed as error:
         raise AwsScriptError(str(error)) from None
     print(best.job_name)
-    return 0

@@ -16,7 +16,7 @@ the dump refers to. A restore REPLACES the databases and the bucket's objects: i
 says what it will replace and refuses without --yes (`make local-restore CONFIRM=yes`);
 it stops the tracking server meanwhile and starts it again afterwards.
 
-Prints what it does; on failure one line "local_backup: error: ..." and exit 1. The stack's
+Prints what it does; on failure one line "mlstack: error: ..." and exit 1. The stack's
 names (compose project, DB_NAME, MLFLOW_AUTH_DB_NAME, ARTIFACTS_DESTINATION) come from
 `LocalSettings`: the environment, then the stack's .env.
 """
@@ -34,10 +34,10 @@ from pathlib import Path
 import docker
 from docker.models.containers import Container
 
+from mlstack.cli import docker_engine
+from mlstack.cli.errors import CliError
 from mlstack.cli.settings import LocalSettings
 from mlstack.core.waiting import TimedOut, poll
-
-PROGRAM = "local_backup"
 
 MANIFEST = "manifest.json"
 HEALTH_TIMEOUT_S = 180
@@ -47,7 +47,7 @@ DUMP_OPTIONS = (
 )
 
 
-class BackupError(Exception):
+class BackupError(CliError):
     """Something the user must fix; its message is the one line they see."""
 
 
@@ -137,7 +137,7 @@ def mc(alias_script: str) -> str:
 def backup(settings: LocalSettings, root: Path) -> Path:
     """Dump the databases, then copy the bucket, into root/YYYYmmdd-HHMMSS/."""
     project = settings.compose_project
-    client = docker.from_env()
+    client = docker_engine.client()
     mysql, minio = service(client, project, "mysql"), service(client, project, "minio")
     target = root / time.strftime("%Y%m%d-%H%M%S")
     (target / "mysql").mkdir(parents=True)
@@ -191,14 +191,18 @@ def copy_bucket_out(minio: Container, bucket: str, into: Path) -> tuple[int, int
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def restore(settings: LocalSettings, source: Path, confirmed: bool) -> None:
-    """Replace the stack's databases and bucket objects with the backup's."""
+def restore(settings: LocalSettings, source: Path, confirmed: bool, env_file: Path) -> None:
+    """Replace the stack's databases and bucket objects with the backup's (the stack env_file
+    started, never another's)."""
+    from mlstack.cli.local.stack import require_own
+
     manifest_path = source / MANIFEST
     if not manifest_path.exists():
         raise BackupError(f"{source} holds no {MANIFEST}: give a folder `make local-backup` wrote")
     manifest = json.loads(manifest_path.read_text())
+    require_own(settings, env_file, "restored")
     project = settings.compose_project
-    client = docker.from_env()
+    client = docker_engine.client()
     mysql, minio = service(client, project, "mysql"), service(client, project, "minio")
     bucket = bucket_of(settings.artifacts_destination)
     print(f"restore {source} into stack {project!r}:")

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.errors import ImageNotFound, NotFound
+
+from mlstack.cli.errors import CliError
 
 JOB_LABEL = "mlstack.job"
 CHANNELS = ("train", "test")
 CODE_DIR = "/opt/ml/code"
 
 
-class JobError(Exception):
+class JobError(CliError):
     """A job could not be prepared or started; the message says why and what to do."""
 
 
@@ -111,16 +113,6 @@ def write_job_dir(
             job_dir / "code",
             ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv", "*.pyc"),
         )
-
-
-def docker_client() -> docker.DockerClient:
-    """A Docker client, or a JobError saying that no engine answers."""
-    try:
-        client = docker.from_env()
-        client.ping()
-    except DockerException as error:
-        raise JobError(f"no Docker engine answers ({error}): start Docker") from None
-    return client
 
 
 def run_job(

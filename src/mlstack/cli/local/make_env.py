@@ -1,10 +1,11 @@
-"""Write .env from .env.example, replacing every __generate__ value with a fresh secret.
+"""Write a stack's env file (.env) from .env.example, replacing every __generate__ value with
+a fresh secret and recording the stack's name and ports.
 
 The file is created with mode 0600 from its first byte (a private temporary file in the
 same directory, renamed into place), so no other user can read it even for a moment.
-An existing .env is kept, since its passwords are those the volumes were made with;
+An existing file is kept, since its passwords are those the volumes were made with;
 it is tightened to 0600 when found looser, and settings the example gained since it
-was written (a new secret, say) are appended to it.
+was written (a new secret, the stack's name) are appended to it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 PLACEHOLDER = "__generate__"
@@ -24,14 +25,18 @@ def _generated(value: str) -> str:
     return secrets.token_urlsafe(24) if value.strip() == PLACEHOLDER else value
 
 
-def render_env(example: str) -> str:
-    """The example's text with each placeholder replaced by its own random secret."""
+def render_env(example: str, values: Mapping[str, str] | None = None) -> str:
+    """The example's text with each placeholder replaced by its own random secret, and the
+    given values in place of the example's (appended when it has none)."""
+    given = dict(values or {})
     lines = []
     for line in example.splitlines():
         key, sep, value = line.partition("=")
         if sep and not key.lstrip().startswith("#"):
+            value = given.pop(key.strip(), value)
             line = f"{key}={_generated(value)}"
         lines.append(line)
+    lines += [f"{key}={value}" for key, value in given.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -43,14 +48,17 @@ def _keys(text: str) -> set[str]:
     }
 
 
-def missing_settings(example: str, existing: str) -> str:
-    """Lines (placeholders filled) for the example's settings the existing file lacks."""
+def missing_settings(example: str, existing: str, values: Mapping[str, str] | None = None) -> str:
+    """Lines (placeholders filled, the given values in place of the example's) for the
+    example's settings, and the given ones, that the existing file lacks."""
     have = _keys(existing)
-    lines = [
-        f"{key.strip()}={_generated(value)}"
+    wanted = {
+        key.strip(): value
         for key, sep, value in (line.partition("=") for line in example.splitlines())
-        if sep and not key.lstrip().startswith("#") and key.strip() not in have
-    ]
+        if sep and not key.lstrip().startswith("#")
+    }
+    wanted.update(values or {})
+    lines = [f"{key}={_generated(value)}" for key, value in wanted.items() if key not in have]
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -67,19 +75,24 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
-def main(example_path: str = ".env.example", env_path: str = ".env") -> None:
-    """Create env_path from example_path, or tighten and complete an existing one."""
+def main(
+    example_path: str = ".env.example",
+    env_path: str = ".env",
+    values: Mapping[str, str] | None = None,
+) -> None:
+    """Create env_path from example_path (values: what it records instead of the example's,
+    such as the stack's name and ports), or tighten and complete an existing one."""
     env = Path(env_path)
     example = Path(example_path).read_text()
     if not env.exists():
-        write_private(env, render_env(example))
+        write_private(env, render_env(example, values))
         print(f"wrote {env_path} (mode 0600) with freshly generated local passwords")
         return
     mode = stat.S_IMODE(env.stat().st_mode)
     if mode & 0o077:
         env.chmod(PRIVATE)
         print(f"{env_path} was readable by others (mode {mode:04o}): now 0600")
-    added = missing_settings(example, env.read_text())
+    added = missing_settings(example, env.read_text(), values)
     if added:
         existing = env.read_text()
         separator = "" if existing.endswith("\n") or not existing else "\n"
@@ -88,7 +101,3 @@ def main(example_path: str = ".env.example", env_path: str = ".env") -> None:
         print(f"{env_path} exists: kept it, added {names}")
     else:
         print(f"{env_path} exists: keeping it")
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])

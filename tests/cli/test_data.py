@@ -1,4 +1,5 @@
-"""`mlstack data`: train/test channels and the hyperparameters that match them."""
+"""`mlstack data`: train/test channels and the hyperparameters that match them; every
+mistake one line."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from sklearn.utils import Bunch
 
-from mlstack.cli import data as prepare_data
+from mlstack.cli.main import cli
 
 DIABETES_FEATURES = "age sex bmi bp s1 s2 s3 s4 s5 s6"
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict | None, str]:
-    code = prepare_data.main(argv)
-    out, err = capsys.readouterr()
-    return code, (json.loads(out) if out.strip() else None), err
+    """`mlstack data ARGV`: its exit status, the JSON it printed, what it said on stderr."""
+    result = CliRunner().invoke(cli, ["data", *argv])
+    out = result.stdout
+    return result.exit_code, (json.loads(out) if out.strip() else None), result.stderr
 
 
 def channels(output: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -116,7 +119,7 @@ def test_own_csv_with_named_features(
     [
         (["--target", "cost"], "has no column 'cost'; its columns are: rooms city area price"),
         (["--target", "city"], "target column 'city' must be numeric"),
-        (["--target", "price", "--features", "rooms", "garden"], "has no column garden"),
+        (["--target", "price", "--features", "rooms garden"], "has no column garden"),
         (["--target", "price", "--features", "city"], "features must be numeric: city"),
     ],
 )
@@ -129,7 +132,7 @@ def test_own_csv_errors(
 ) -> None:
     code, _, err = run(["--csv", str(houses), *extra, "--output", str(tmp_path / "o")], capsys)
     assert code == 1
-    assert message in err
+    assert err.startswith("mlstack: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
 
@@ -163,6 +166,7 @@ def test_refuses_to_mix_with_other_csv_files(
     ],
 )
 def test_usage_errors(argv: list[str]) -> None:
-    with pytest.raises(SystemExit) as stopped:
-        prepare_data.main(argv)
-    assert stopped.value.code == 2
+    result = CliRunner().invoke(cli, ["data", *argv])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mlstack: error: ")
+    assert result.stderr.endswith("see `mlstack data --help`\n") and result.stderr.count("\n") == 1

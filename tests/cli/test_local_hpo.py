@@ -1,4 +1,4 @@
-"""The local loop's pieces that need no Docker: which model a tuning registers."""
+"""`mlstack local hpo`'s pieces that need no Docker: which model a tuning registers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import mlflow
 import pytest
 from sklearn.dummy import DummyRegressor
 
+from mlstack.cli.local.hpo import model_of_run
 from mlstack.cli.local.jobs import JobError
-from mlstack.cli.local.loop import model_of_run
 from support.stack import point_mlflow_at
 
 
