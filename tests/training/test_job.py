@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -27,7 +26,9 @@ from mlstack.training.entrypoint import main
 from mlstack.training.errors import TrainingError
 from mlstack.training.paths import OptML
 from mlstack.training.tracking import FAILURE_TAG, redact, wait_for_server
+from support.metrics import assert_metrics_match
 from support.stack import point_mlflow_at
+from support.waiting import HANG_S
 
 from .helpers import FEATURES, METRIC_REGEXES, TARGET
 
@@ -67,11 +68,9 @@ def test_trains_without_tracking(
     assert not opt_ml.failure_file.exists()
     for name, pattern in METRIC_REGEXES.items():
         assert any(re.search(pattern, line) for line in caplog.messages), name
-    model = mlflow.pyfunc.load_model(str(opt_ml.model_dir))
-    test = pd.read_csv(opt_ml.channel("test") / "test.csv")
-    assert model.predict(test[FEATURES.split()].head(3)).shape == (3,)
     metrics = json.loads((opt_ml.output_data_dir / "metrics.json").read_text())
     assert set(metrics) == set(METRIC_REGEXES)
+    assert_metrics_match(metrics, opt_ml.model_dir, opt_ml.channel("test") / "test.csv")
     assert (opt_ml.output_data_dir / job.PLOT_FILE).read_bytes().startswith(b"\x89PNG")
 
 
@@ -94,6 +93,8 @@ def test_tracked_run(make_opt_ml: Callable[..., OptML], sqlite_uri: str, experim
     assert run.data.params["n-estimators"] == "5"
     assert run.data.params["features"] == FEATURES  # every column but the target
     assert set(run.data.metrics) == set(METRIC_REGEXES)
+    test_csv = opt_ml.channel("test") / "test.csv"
+    assert_metrics_match(run.data.metrics, f"runs:/{run.info.run_id}/model", test_csv)
     client = MlflowClient(sqlite_uri)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
         "plots",
@@ -158,9 +159,8 @@ def test_sigterm_ends_the_run_killed(
     monkeypatch.setattr(train, "fit", stopped)
     previous = signal.getsignal(signal.SIGTERM)
     opt_ml = make_opt_ml({"target": TARGET, "experiment_name": experiment})
-    started = time.monotonic()
+    # `stopped` raises if SIGTERM does not interrupt its sleep: no clock needed.
     assert job.run_job(opt_ml, {"MLFLOW_TRACKING_URI": sqlite_uri}) == 128 + signal.SIGTERM
-    assert time.monotonic() - started < 10
     assert signal.getsignal(signal.SIGTERM) is previous
     assert "stopped by SIGTERM" in opt_ml.failure_file.read_text()
     assert only_run(sqlite_uri, experiment).info.status == "KILLED"
@@ -197,7 +197,7 @@ def test_unreachable_server_fails_within_the_wait() -> None:
     started = time.monotonic()
     with pytest.raises(TrainingError, match=r"did not answer within 2 s \(connection refused\)"):
         wait_for_server(f"http://127.0.0.1:{port}", 2)
-    assert time.monotonic() - started < 4
+    assert 2 <= time.monotonic() - started < 2 + HANG_S  # tried until its bound, then gave up
 
 
 def test_redact_hides_credentials() -> None:
