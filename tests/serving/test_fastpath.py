@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow.sklearn
@@ -207,7 +208,14 @@ def test_verification_catches_a_fast_path_that_is_not_exact(
 
     right = fastpath.TreeEnsemblePredictor(forest_model, names)
     assert fastpath.verify(right, lambda m: forest_model.predict(_frame(m, names)), rows) is None
-    assert fastpath.verify(wrong, reference, rows) is not None
+    why = fastpath.verify(wrong, reference, rows)
+    # It names a row where the two differ, with both answers.
+    found = re.fullmatch(r"row (\d+): fast (\S+) vs model (\S+)", why or "")
+    assert found, why
+    row = int(found.group(1))
+    fast, model = wrong.predict(rows)[row], reference(rows)[row]
+    assert fast != model
+    assert (float(found.group(2)), float(found.group(3))) == (fast, model)
 
 
 def _frame(matrix: np.ndarray, names: list[str]):
@@ -216,12 +224,25 @@ def _frame(matrix: np.ndarray, names: list[str]):
     return pd.DataFrame(matrix, columns=names)
 
 
-def test_probe_rows_sit_on_thresholds(forest_model, diabetes_data: Diabetes) -> None:
+def test_probe_rows_are_the_example_then_values_on_and_beside_thresholds(
+    forest_model, diabetes_data: Diabetes
+) -> None:
     predictor = fastpath.TreeEnsemblePredictor(forest_model, list(diabetes_data.train.columns))
-    rows = fastpath.probe_rows(predictor, diabetes_data.train.to_numpy()[:5])
-    assert rows.shape == (5 + 256, 10)
-    thresholds = set(np.concatenate([t.threshold for t in predictor.trees]).tolist())
-    assert any(value in thresholds for value in rows[5:, 2].tolist())
+    example = diabetes_data.train.to_numpy()[:5]
+    rows = fastpath.probe_rows(predictor, example)
+    assert np.array_equal(rows[:5], example)
+    probes = rows[5:]
+    assert probes.shape[0] > 0 and probes.shape[1] == example.shape[1]
+    for feature in range(probes.shape[1]):
+        splits = np.concatenate([t.threshold[t.feature == feature] for t in predictor.trees])
+        single = splits.astype(np.float32)
+        near = {
+            *splits.tolist(),
+            *np.nextafter(single, np.float32(np.inf)).astype(np.float64).tolist(),
+            *np.nextafter(single, np.float32(-np.inf)).astype(np.float64).tolist(),
+        }
+        assert set(probes[:, feature].tolist()) <= near, feature
+        assert len(set(probes[:, feature].tolist()) & set(splits.tolist())) > 0, feature
 
 
 def test_feature_order() -> None:

@@ -195,7 +195,7 @@ def verify(
         close = np.abs(actual - expected) <= RELATIVE_TOLERANCE * np.abs(expected)
         if not bool(np.all(close | (actual == expected))):
             worst = int(np.argmax(np.abs(actual - expected)))
-            return f"row {worst}: fast {actual[worst]!r} vs model {expected[worst]!r}"
+            return f"row {worst}: fast {float(actual[worst])!r} vs model {float(expected[worst])!r}"
     return None
 
 
