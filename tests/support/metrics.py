@@ -20,10 +20,12 @@ PERCENTILES = (10, 50, 90)  # the reference's metrics: AE-at-{q}th-percentile
 
 def absolute_errors(model_uri: str | Path, test_csv: Path, target: str = TARGET) -> np.ndarray:
     """|prediction - actual| of the saved model on every row of the test set; the model
-    picks its features from the CSV by its own signature."""
+    picks its features from the CSV by its own signature, or takes every column but the
+    target when it was logged without one (as the reference script logs it)."""
     model = mlflow.pyfunc.load_model(str(model_uri))
     test = pd.read_csv(test_csv)
-    features = model.metadata.get_input_schema().input_names()
+    schema = model.metadata.get_input_schema()
+    features = schema.input_names() if schema else [c for c in test.columns if c != target]
     predicted = np.asarray(model.predict(test[features].astype("float64")), dtype=np.float64)
     return np.abs(predicted.reshape(-1) - test[target].to_numpy(dtype=np.float64))
 
