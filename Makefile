@@ -229,6 +229,12 @@ lint: venv ## ruff: lint and format check
 test: venv venv-sdk2 ## Run every test (builds images; needs Docker)
 	$(PY) -m pytest
 
+# Every test must pass in any order: pytest-randomly shuffles the files and the tests in each
+# and prints its seed ("Using --randomly-seed=N"); SEED=N repeats that order.
+.PHONY: test-shuffled
+test-shuffled: venv venv-sdk2 ## Run every test in a random order, its seed printed (SEED=n repeats an order)
+	$(PY) -m pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED))
+
 .PHONY: test-fast
 test-fast: venv ## Run the tests that need no Docker
 	$(PY) -m pytest -m "not docker and not aws"

@@ -1,7 +1,10 @@
 """make deploy-endpoint and make invoke-endpoint: the AWS calls, checked against moto.
 
-A real endpoint needs an AWS account (SageMaker hosting is not emulated beyond its API);
-the local-mode test serves the same model.tar.gz layout with the real inference image.
+The model comes from the session's tracking server with access control on, as users run it:
+deploy-endpoint logs in, resolves MODEL_NAME@champion and downloads the version through the
+server's artifact proxy (the files are in the server's bucket). A real endpoint needs an AWS
+account (SageMaker hosting is not emulated beyond its API); the local-mode test serves the
+same model.tar.gz layout with the real inference image.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -20,11 +24,11 @@ from sklearn.tree import DecisionTreeRegressor
 
 from mlstack.cli.aws.common import sagemaker_name
 from mlstack.cli.channels import reference_payload, target_and_features
-from support.stack import point_mlflow_at
+from support.stack import AuthServer, point_mlflow_at
 
-pytestmark = pytest.mark.aws
+pytestmark = [pytest.mark.aws, pytest.mark.docker]
 
-MODEL = "diabetes-rf"
+MODEL = "endpoint-test-rf"
 ROLE = "arn:aws:iam::123456789012:role/mlstack-sagemaker"
 COLUMNS = ["age", "bmi", "bp"]
 TARGET = "progression"
@@ -40,18 +44,27 @@ def test_csv(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite tracking store with MODEL@champion, a small scikit-learn model."""
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("endpoint", artifact_location=(root / "art").as_uri())
+def registry(auth_server: AuthServer) -> dict[str, str]:
+    """MODEL@champion, a small scikit-learn model, logged by the admin into the session's
+    tracking server with access control (its files in the bucket, behind the server's
+    proxy); the MLflow settings deploy-endpoint runs with, the admin's login among them, as
+    the Makefile exports them."""
+    url = auth_server.uri_from_host
+    settings = {
+        "MLFLOW_TRACKING_URI": url,
+        "MLFLOW_TRACKING_USERNAME": auth_server.admin[0],
+        "MLFLOW_TRACKING_PASSWORD": auth_server.admin[1],
+    }
     frame = pd.DataFrame({"age": [59.0, 48.0, 72.0], "bmi": [32.1, 21.6, 30.5], "bp": [1, 2, 3]})
     model = DecisionTreeRegressor(random_state=0).fit(frame, [151.0, 75.0, 141.0])
-    # Pointed at the store for this fixture only: restoring "the previous URI" by hand
+    # Pointed at the server for this fixture only: restoring "the previous URI" by hand
     # exported MLflow's default into MLFLOW_TRACKING_URI for every later test.
     with pytest.MonkeyPatch.context() as patch:
-        point_mlflow_at(patch, uri)
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        point_mlflow_at(patch, url)
+        client = MlflowClient(url)
+        experiment = client.create_experiment(f"endpoint-{uuid.uuid4().hex[:8]}")
         with mlflow.start_run(experiment_id=experiment):
             info = mlflow.sklearn.log_model(
                 model,
@@ -60,14 +73,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
                 pip_requirements=["scikit-learn"],
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
             )
-    client.set_registered_model_alias(MODEL, "champion", info.registered_model_version)
-    return uri
+        client.set_registered_model_alias(MODEL, "champion", info.registered_model_version)
+    return settings
 
 
 def test_deploy_creates_model_config_and_endpoint(moto, registry, run_aws, tmp_path):
     moto.client("s3").create_bucket(Bucket="mlstack-models")
     env = moto.env(
-        MLFLOW_TRACKING_URI=registry,
+        **registry,
         MODEL_NAME=MODEL,
         SAGEMAKER_ROLE_ARN=ROLE,
         MODEL_S3_URI="s3://mlstack-models/endpoints",
@@ -113,7 +126,7 @@ def test_deploy_a_model_image_uploads_nothing(moto, registry, run_aws):
     """MODEL_IMAGE_URI: the model is in the image, so the Model has no ModelDataUrl."""
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlstack/model-x:1"
     env = moto.env(
-        MLFLOW_TRACKING_URI=registry,
+        **registry,
         MODEL_NAME=MODEL,
         SAGEMAKER_ROLE_ARN=ROLE,
         MODEL_IMAGE_URI=image,
@@ -133,7 +146,7 @@ def test_deploy_a_model_image_uploads_nothing(moto, registry, run_aws):
 
 def test_deploy_names_a_missing_alias(moto, registry, run_aws):
     env = moto.env(
-        MLFLOW_TRACKING_URI=registry,
+        **registry,
         MODEL_NAME=MODEL,
         MODEL_ALIAS="nope",
         SAGEMAKER_ROLE_ARN=ROLE,

@@ -10,14 +10,18 @@ import json
 import os
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import docker
+import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from support.data import write_channels
 from support.images import ROOT
+from support.metrics import assert_metrics_match
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker]
 
@@ -49,6 +53,23 @@ def run_sagemaker_local(run_aws, env: dict[str, str], tmp_path: Path) -> dict:
     assert not os.listdir(cwd)
     assert not os.listdir(tmp_path / "out" / "work")
     return json.loads(result.stdout)
+
+
+def unpacked(summary: dict, into: Path) -> Path:
+    """The job's model.tar.gz (summary's model_data), unpacked: the MLflow model at its top."""
+    tarball = Path(summary["model_data"].removeprefix("file://"))
+    into.mkdir()
+    with tarfile.open(tarball) as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def assert_served_as_the_model_predicts(summary: dict, model_dir: Path) -> None:
+    """The endpoint's answer to the reference's request is the model's own prediction."""
+    payload = summary["payload"]
+    request = pd.DataFrame(payload["data"], columns=payload["columns"], index=payload["index"])
+    expected = mlflow.pyfunc.load_model(str(model_dir)).predict(request)
+    assert summary["prediction"]["predictions"] == list(expected)
 
 
 @pytest.fixture
@@ -88,7 +109,9 @@ def test_train_track_deploy_and_predict(local_env, tracking_server, tmp_path, ru
     )
     assert run.info.status == "FINISHED"
     assert run.data.params["n-estimators"] == "20"
-    assert run.data.metrics["AE-at-50th-percentile"] > 0
+    model_dir = unpacked(summary, tmp_path / "model")
+    test_csv = tmp_path / "data" / "test" / "test.csv"  # the channel local_env wrote
+    assert_metrics_match(run.data.metrics, model_dir, test_csv)
 
     # The model came back as model.tar.gz, and the local endpoint answered the reference's
     # request (one row, the features only) with one prediction.
@@ -99,8 +122,7 @@ def test_train_track_deploy_and_predict(local_env, tracking_server, tmp_path, ru
     assert summary["payload"]["columns"] == [
         "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"
     ]  # fmt: skip
-    [prediction] = summary["prediction"]["predictions"]
-    assert 0 < float(prediction) < 400
+    assert_served_as_the_model_predicts(summary, model_dir)
     assert summary["seconds"]["training"] > 0 and summary["seconds"]["endpoint"] > 0
 
 
@@ -124,9 +146,9 @@ def test_script_mode_with_entry_point_and_source_dir(local_env, tracking_server,
     assert run.data.tags["sagemaker.training_job_name"] == summary["training_job_name"]
     assert run.data.tags["mlstack.entry_point"] == "train.py"
     assert run.data.params["n-estimators"] == "25"
-    assert run.data.metrics["AE-at-50th-percentile"] > 0
-    [prediction] = summary["prediction"]["predictions"]
-    assert 0 < float(prediction) < 400
+    model_dir = unpacked(summary, tmp_path / "model")
+    assert_metrics_match(run.data.metrics, model_dir, tmp_path / "data" / "test" / "test.csv")
+    assert_served_as_the_model_predicts(summary, model_dir)
 
 
 def test_a_failing_script_is_one_line(local_env, tmp_path, run_aws):

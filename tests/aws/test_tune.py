@@ -1,40 +1,66 @@
-"""The tuning script: its SageMaker calls checked against moto, its MLflow runs against a
-SQLite store. Real tuning needs an AWS account; moto finishes the job at once."""
+"""The tuning command: its SageMaker calls checked against moto, its MLflow runs in the
+session's tracking server with access control on, as users run it: logged in as a user who
+may edit only the tuning's experiment (what docs/aws.md says to give the jobs). Real tuning
+needs an AWS account; moto finishes the job at once."""
 
 from __future__ import annotations
 
 import io
+import secrets
 import tarfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.server import get_app_client
 
 from mlstack.cli.tuning import METRIC_DEFINITIONS, OBJECTIVE, RANGES
+from support.stack import AuthServer
 
-pytestmark = pytest.mark.aws
+pytestmark = [pytest.mark.aws, pytest.mark.docker]
 
 JOB = "mlstack-tune-test"
-EXPERIMENT = "tuning-test"
 ROLE = "arn:aws:iam::123456789012:role/mlstack-sagemaker"
 
 
+@dataclass(frozen=True)
+class Store:
+    """Where the tuning tracks: the server, its experiment, the user the command logs in as."""
+
+    uri: str
+    experiment: str
+    user: tuple[str, str]
+    admin: MlflowClient  # reads back what the command did
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "art").as_uri())
-    # Runs as the training image makes them: two of this tuning job, one of another job.
+def store(auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """An experiment of the test's own, holding the runs the training image makes (two of this
+    tuning job, one of another job), and a user with EDIT on it alone."""
+    url = auth_server.uri_from_host
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", auth_server.admin[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", auth_server.admin[1])
+    admin = MlflowClient(url)
+    name = f"tuning-test-{uuid.uuid4().hex[:8]}"
+    experiment = admin.create_experiment(name)
     for job in (f"{JOB}-001-0123abcd", f"{JOB}-002-89abcdef", f"{JOB}-other-001-0123abcd"):
-        client.create_run(experiment, run_name=job, tags={"sagemaker.training_job_name": job})
-    return uri
+        admin.create_run(experiment, run_name=job, tags={"sagemaker.training_job_name": job})
+    user = (f"tuner-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(15))
+    users = get_app_client("basic-auth", tracking_uri=url)
+    users.create_user(*user)
+    users.grant_user_permission(user[0], "experiment", experiment, "EDIT")
+    return Store(url, name, user, admin)
 
 
-def tuning_env(moto, store: str, **extra: str) -> dict[str, str]:
+def tuning_env(moto, store: Store, **extra: str) -> dict[str, str]:
     settings = {
-        "MLFLOW_TRACKING_URI": store,
+        "MLFLOW_TRACKING_URI": store.uri,
+        "MLFLOW_TRACKING_USERNAME": store.user[0],
+        "MLFLOW_TRACKING_PASSWORD": store.user[1],
         "TRAINING_TRACKING_URI": "http://mlflow.internal:5000",
-        "EXPERIMENT_NAME": EXPERIMENT,
+        "EXPERIMENT_NAME": store.experiment,
         "SAGEMAKER_ROLE_ARN": ROLE,
         "DATA_S3_URI": "s3://mlstack-data/diabetes/",
         "OUTPUT_S3_URI": "s3://mlstack-models/tuning",
@@ -84,7 +110,7 @@ def test_tuning_job_as_the_reference_defines_it(moto, store, run_aws):
     assert algorithm["MetricDefinitions"] == METRIC_DEFINITIONS  # the one definition
     static = definition["StaticHyperParameters"]
     assert static["tracking_uri"] == "http://mlflow.internal:5000"
-    assert static["experiment_name"] == EXPERIMENT
+    assert static["experiment_name"] == store.experiment
     assert static["target"] == "progression"
     assert static["features"] == "age bmi bp"
     channels = {c["ChannelName"]: c for c in definition["InputDataConfig"]}
@@ -101,9 +127,12 @@ def test_tuning_job_as_the_reference_defines_it(moto, store, run_aws):
         "SecurityGroupIds": ["sg-1"],
     }
 
+    # The jobs log in as the command's user: SageMaker hands them its credentials, and the
+    # command says where anyone may read them.
+    assert "DescribeTrainingJob shows; use a user limited to the experiment" in result.stderr
     # MLflow: one parent run, the tuning job's two runs under it, the other job's not.
-    client = MlflowClient(store)
-    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    client = store.admin
+    experiment = client.get_experiment_by_name(store.experiment).experiment_id
     runs = {run.info.run_name: run for run in client.search_runs([experiment])}
     parent = runs[JOB]
     assert parent.info.status == "FINISHED"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from sklearn.utils import Bunch
 
 from mlstack.cli.main import cli
 
@@ -52,17 +51,53 @@ def test_split_is_repeatable_and_configurable(
     assert len(channels(tmp_path / "c")[1]) == 221
 
 
+# The first rows of StatLib's cal_housing.data, the file scikit-learn downloads: longitude,
+# latitude, housingMedianAge, totalRooms, totalBedrooms, population, households,
+# medianIncome, medianHouseValue.
+CAL_HOUSING_ROWS = [
+    [-122.23, 37.88, 41.0, 880.0, 129.0, 322.0, 126.0, 8.3252, 452600.0],
+    [-122.22, 37.86, 21.0, 7099.0, 1106.0, 2401.0, 1138.0, 8.3014, 358500.0],
+    [-122.24, 37.85, 52.0, 1467.0, 190.0, 496.0, 177.0, 7.2574, 352100.0],
+    [-122.25, 37.85, 52.0, 1274.0, 235.0, 558.0, 219.0, 5.6431, 341300.0],
+    [-122.25, 37.85, 52.0, 1627.0, 280.0, 565.0, 259.0, 3.8462, 342200.0],
+]
+CALIFORNIA_FEATURES = "MedInc HouseAge AveRooms AveBedrms Population AveOccup Latitude Longitude"
+
+
+@pytest.fixture
+def california_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """scikit-learn's data home holding the California data as it caches it after the
+    download (cal_housing_py3.pkz: the file's columns, reordered as scikit-learn keeps them),
+    so its own loader runs offline: its 8 features, derived as it derives them."""
+    import joblib
+    import numpy as np
+
+    home = tmp_path / "scikit_learn_data"
+    home.mkdir()
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(home))
+    raw = np.array(CAL_HOUSING_ROWS)
+    joblib.dump(raw[:, [8, 7, 2, 3, 4, 5, 6, 1, 0]], home / "cal_housing_py3.pkz", compress=6)
+    return home
+
+
 def test_california_uses_its_own_names(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    california_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    frame = pd.DataFrame({"MedInc": [1.0, 2.0, 3.0, 4.0, 5.0], "HouseAge": [10.0] * 5})
-    frame["MedHouseVal"] = [1.5, 2.5, 3.5, 4.5, 5.5]
-    bunch = Bunch(frame=frame, target=frame["MedHouseVal"])
-    monkeypatch.setattr("sklearn.datasets.fetch_california_housing", lambda **_: bunch)
-    code, hyperparameters, _ = run(["--dataset", "california", "--output", str(tmp_path)], capsys)
+    out = tmp_path / "channels"
+    code, hyperparameters, _ = run(["--dataset", "california", "--output", str(out)], capsys)
     assert code == 0
-    assert hyperparameters == {"features": "MedInc HouseAge", "target": "MedHouseVal"}
-    assert sum(len(part) for part in channels(tmp_path)) == 5
+    assert hyperparameters == {"features": CALIFORNIA_FEATURES, "target": "MedHouseVal"}
+    train, test = channels(out)
+    columns = [*CALIFORNIA_FEATURES.split(), "MedHouseVal"]
+    assert list(train.columns) == list(test.columns) == columns
+    rows = pd.concat([train, test]).sort_values("MedInc", ascending=False, ignore_index=True)
+    assert len(rows) == len(CAL_HOUSING_ROWS)
+    first = rows.iloc[0]  # StatLib's first row, as scikit-learn derives its features
+    assert first["MedInc"] == 8.3252 and first["HouseAge"] == 41.0
+    assert first["AveRooms"] == pytest.approx(880 / 126)
+    assert first["AveOccup"] == pytest.approx(322 / 126)
+    assert (first["Latitude"], first["Longitude"]) == (37.88, -122.23)
+    assert first["MedHouseVal"] == pytest.approx(4.526)
 
 
 def test_california_offline_says_so(

@@ -15,6 +15,7 @@ cost nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import mlflow
+import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
@@ -36,16 +39,18 @@ from mlflow.exceptions import MlflowException
 from mlstack.cli.local.stack import free_port_block
 from support.images import ROOT, read_env_file
 from support.login_proxy import logged_in_proxy
+from support.metrics import assert_metrics_match
 from support.ports import free_port
+from support.stack import point_mlflow_at
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 EXPERIMENT = "e2e-diabetes"
 MODEL = "e2e-diabetes-rf"
-SCREENSHOTS = ROOT / "build" / "screenshots"
 # What the test gives make for its stack; a command typed by hand has none of them.
 STACK_VARIABLES = ("COMPOSE_PROJECT", "ENV_FILE", "MLFLOW_PORT", "MINIO_CONSOLE_PORT")
 STACK_VARIABLES += ("SERVE_PORT", "EXPERIMENT_NAME", "MODEL_NAME")
+TEST_CSV = ROOT / "data" / "diabetes" / "test" / "test.csv"  # what `make data` writes
 
 
 @dataclass
@@ -272,7 +277,24 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     stack.make("local-serve")
     out = stack.make("local-predict")
     prediction = float(out.split("prediction:")[1].split()[0])
-    assert 0 < prediction < 400  # diabetes progression lies in 25..346
+    # The champion's own prediction of the reference's request (the first test row).
+    champion = f"models:/{MODEL}@champion"
+    stack.client()  # logs MLflow in as the admin
+    with pytest.MonkeyPatch.context() as patch:
+        point_mlflow_at(patch, stack.tracking_uri)
+        model = mlflow.pyfunc.load_model(champion)
+        first_row = pd.read_csv(TEST_CSV).drop(columns="progression").iloc[[0]]
+        payload = first_row.to_json(orient="split")
+        assert prediction == model.predict(pd.DataFrame(**json.loads(payload)))[0]
+        # Promotion picked the version whose run has the least AE-at-50th-percentile, and
+        # that run's metrics are its model's errors on the held-out set, worked out here.
+        client = stack.client()
+        versions = client.search_model_versions(f"name='{MODEL}'")
+        metrics = {v.version: client.get_run(v.run_id).data.metrics for v in versions}
+        chosen = metrics[client.get_model_version_by_alias(MODEL, "champion").version]
+        objective = "AE-at-50th-percentile"
+        assert chosen[objective] == min(m[objective] for m in metrics.values() if objective in m)
+        assert_metrics_match(chosen, champion, TEST_CSV)
 
     runs = [r for r in runs_of(stack) if r.info.run_id not in runs_before]
     tuning = [r for r in runs if r.data.tags.get("mlstack.kind") == "tuning"]
@@ -295,9 +317,8 @@ def test_03_ui_shows_experiment_runs_and_model(stack: Stack, tmp_path: Path) -> 
         assert "hpo-" in dom and "train-" in dom
         model_dom = browse(model_page, tmp_path / "b", "--dump-dom")
         assert MODEL in model_dom and "champion" in model_dom
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for name, url in (("runs", runs_page), ("model", model_page)):
-            shot = SCREENSHOTS / f"mlflow-ui-{name}.png"
+            shot = tmp_path / f"mlflow-ui-{name}.png"
             browse(url, tmp_path / name, "--window-size=1400,900", f"--screenshot={shot}")
             assert shot.stat().st_size > 10_000
 

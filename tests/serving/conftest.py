@@ -27,6 +27,12 @@ def diabetes_data(tmp_path_factory: pytest.TempPathFactory) -> Diabetes:
 
 
 @pytest.fixture(scope="session")
+def one_row(diabetes_data: Diabetes) -> bytes:
+    """The reference's request body: the first test row, df.iloc[[0]].to_json(orient="split")."""
+    return diabetes_data.test.iloc[[0]].to_json(orient="split").encode()
+
+
+@pytest.fixture(scope="session")
 def trained_forest(diabetes_data: Diabetes):
     """The forest the training package fits on it, as the training image saves it."""
     return forest(diabetes_data)

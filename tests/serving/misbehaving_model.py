@@ -1,8 +1,9 @@
 """A pyfunc model (MLflow "models from code") that misbehaves on request, for server tests.
 
 Each row names an action: "ok" answers 1.0; "sleep" sleeps `seconds`; "spin" keeps
-the CPU (and the GIL, in turns) busy for `seconds`; "raise" raises RuntimeError, a
-bug in the model; "die" kills its worker process, as the kernel's OOM killer would.
+the CPU (and the GIL, in turns) busy for `seconds`, saying "spinning" in the log first;
+"raise" raises RuntimeError, a bug in the model; "die" kills its worker process, as the
+kernel's OOM killer would.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Misbehaving(mlflow.pyfunc.PythonModel):
             if action == "sleep":
                 time.sleep(seconds)
             elif action == "spin":
+                print("spinning", flush=True)  # the worker is busy from here: tests wait for it
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline:
                     sum(range(1000))

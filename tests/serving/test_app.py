@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -15,6 +14,7 @@ from mlstack.core.errors import StartupError
 from mlstack.serving.app import InferenceApp
 from mlstack.serving.config import MEBIBYTE, Settings
 from mlstack.serving.lifecycle import Readiness, Watchdog
+from support.waiting import HANG_S
 
 from .models import Diabetes
 
@@ -92,11 +92,6 @@ def app(forest_predictor) -> InferenceApp:
     served = InferenceApp(Settings(workers=2, max_payload_mb=1))
     served.set_predictor(forest_predictor)
     return served
-
-
-@pytest.fixture(scope="module")
-def one_row(diabetes_data: Diabetes) -> bytes:
-    return diabetes_data.test.iloc[[0]].to_json(orient="split").encode()
 
 
 def test_ping_before_and_after_loading(forest_predictor) -> None:
@@ -262,11 +257,17 @@ def test_routes_and_methods(app: InferenceApp) -> None:
 
 
 def test_an_invocation_past_the_timeout_restarts_the_worker(forest_predictor, one_row) -> None:
-    """SAGEMAKER_MODEL_SERVER_TIMEOUT bounds each invocation (gthread keeps the loop alive)."""
+    """SAGEMAKER_MODEL_SERVER_TIMEOUT bounds each invocation (gthread keeps the loop alive):
+    the invocation below runs until the watchdog has ended it, however slow the machine."""
     expired: list[str] = []
+    ended = threading.Event()
 
-    class Slow:
-        """The forest, slow to predict, on the prediction thread (no fast path)."""
+    def restart_worker(reason: str) -> None:
+        expired.append(reason)
+        ended.set()
+
+    class Stuck:
+        """The forest, stuck on the prediction thread (no fast path) until the watchdog acts."""
 
         fast = None
         column_names = forest_predictor.column_names
@@ -276,16 +277,17 @@ def test_an_invocation_past_the_timeout_restarts_the_worker(forest_predictor, on
             return forest_predictor.prepare(parsed)
 
         def run_many(self, works):
-            time.sleep(0.5)
+            assert ended.wait(HANG_S), "the watchdog never ended the invocation"
             return forest_predictor.run_many(works)
 
-    watchdog = Watchdog(0.2, on_expired=expired.append)
+    watchdog = Watchdog(0.2, on_expired=restart_worker)
     slow = InferenceApp(Settings(timeout=1), watchdog=watchdog)
     slow.set_predictor(forest_predictor)
-    slow.predictor = Slow()
+    slow.predictor = Stuck()
     checker = watchdog.start(interval=0.05)
     assert call(slow, "POST", "/invocations", one_row).status == 200
-    checker.join(2)
+    checker.join(HANG_S)
+    assert not checker.is_alive()  # it stops checking once it has ended one
     assert expired == ["an invocation ran longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=0.2 s"]
     assert watchdog.running == {}
 

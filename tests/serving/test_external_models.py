@@ -18,7 +18,6 @@ import pytest
 from mlflow import MlflowClient
 
 from mlstack.training.model import model_args
-from support.images import ROOT
 from support.stack import auth_env, new_admin, point_mlflow_at, tracking_server_container
 
 from .conftest import InferenceServer, running_server, serve_to_exit
@@ -198,9 +197,6 @@ def trained_model_dir(training_image: str, tmp_path_factory) -> Path:
     return extracted
 
 
-@pytest.mark.skipif(
-    not (ROOT / "images" / "training" / "Dockerfile").exists(), reason="no training image yet"
-)
 def test_serves_the_training_jobs_model(
     inference_image: str, trained_model_dir: Path, diabetes_data: Diabetes
 ) -> None:

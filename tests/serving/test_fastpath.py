@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow.sklearn
@@ -183,7 +184,15 @@ def test_verification_catches_a_fast_path_that_is_not_exact(
 
     right = fastpath.build(forest_model, names, "predict")
     assert fastpath.verify(right, lambda m: forest_model.predict(_frame(m, names)), rows) is None
-    assert fastpath.verify(wrong, reference, rows).startswith("rows 0-260: row ")
+    why = fastpath.verify(wrong, reference, rows)
+    # It names the batch and a row of it where the two differ, with both answers.
+    found = re.fullmatch(r"rows (\d+)-(\d+): row (\d+): fast (\S+) vs model (\S+)", why or "")
+    assert found, why
+    batch = rows[int(found.group(1)) : int(found.group(2)) + 1]
+    row = int(found.group(3))
+    fast, model = wrong.predict(batch)[row], reference(batch)[row]
+    assert fast != model
+    assert (float(found.group(4)), float(found.group(5))) == (fast, model)
 
 
 def _frame(matrix: np.ndarray, names: list[str]):
@@ -192,15 +201,24 @@ def _frame(matrix: np.ndarray, names: list[str]):
     return pd.DataFrame(matrix, columns=names)
 
 
-def test_probe_rows_sit_on_thresholds(forest_model, diabetes_data: Diabetes) -> None:
+def test_probe_rows_are_the_example_then_values_on_and_beside_thresholds(
+    forest_model, diabetes_data: Diabetes
+) -> None:
     fast = fastpath.build(forest_model, list(diabetes_data.train.columns), "predict")
-    rows = fastpath.probe_rows(fast, diabetes_data.train.to_numpy()[:5])
-    assert rows.shape == (5 + 256, 10)
-    thresholds = set(np.concatenate([t.threshold for t in fast.trees]).tolist())
-    assert any(value in thresholds for value in rows[5:, 2].tolist())
-    # and on the float32 values either side of one, the type the trees compare in
-    above = set(np.nextafter(np.float32(list(thresholds)), np.float32(np.inf)).tolist())
-    assert any(value in above for value in rows[5:, 2].tolist())
+    example = diabetes_data.train.to_numpy()[:5]
+    rows = fastpath.probe_rows(fast, example)
+    assert np.array_equal(rows[:5], example)
+    probes = rows[5:]
+    assert probes.shape[0] > 0 and probes.shape[1] == example.shape[1]
+    for feature, splits in enumerate(fast.split_points()):
+        single = splits.astype(np.float32)  # the type scikit-learn's trees compare in
+        near = {
+            *splits.tolist(),
+            *np.nextafter(single, np.float32(np.inf)).astype(np.float64).tolist(),
+            *np.nextafter(single, np.float32(-np.inf)).astype(np.float64).tolist(),
+        }
+        assert set(probes[:, feature].tolist()) <= near, feature
+        assert len(set(probes[:, feature].tolist()) & set(splits.tolist())) > 0, feature
 
 
 def test_feature_order() -> None:

@@ -192,11 +192,6 @@ def test_a_bug_is_a_500_without_internals_and_logged(forest_predictor, one_row, 
     assert post(app, one_row).status == 200
 
 
-@pytest.fixture(scope="module")
-def one_row(diabetes_data: Diabetes) -> bytes:
-    return diabetes_data.test.iloc[[0]].to_json(orient="split").encode()
-
-
 # --- the body arrives in time, or the request ends -------------------------------------------
 
 
@@ -291,8 +286,3 @@ def test_integers_no_double_holds_are_refused_alike(apps, diabetes_data) -> None
     )
     exact = {**row, "age": 2**60}  # a power of two: exact
     assert [status for status, _ in both(apps, records([exact]))] == [200, 200]
-
-
-def test_the_fast_path_keeps_its_start_up_self_check(forest_predictor) -> None:
-    assert forest_predictor.fast_path_note.startswith("on (RandomForestRegressor with 100 trees")
-    assert "exact on" in forest_predictor.fast_path_note

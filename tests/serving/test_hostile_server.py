@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -276,6 +277,9 @@ def timed_ping(url: str) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
+SLOW_BYTES, SLOW_EVERY_S = 100, 0.2  # a slow upload: its first 100 bytes take 20 s
+
+
 def slow_upload(url: str, outcome: list) -> None:
     """Send a 1,000-byte body one byte every 0.2 s; record the answer and when it came."""
     host, port = url.removeprefix("http://").split(":")
@@ -286,39 +290,68 @@ def slow_upload(url: str, outcome: list) -> None:
             b"Content-Length: 1000\r\n\r\n"
         )
         try:
-            for _ in range(100):
+            for _ in range(SLOW_BYTES):
                 sock.sendall(b" ")
-                time.sleep(0.2)
+                time.sleep(SLOW_EVERY_S)
         except OSError:
             pass  # the server answered and closed: the rest is not wanted
         answer = sock.recv(4096)
     outcome.append((answer.split(b"\r\n")[0], time.monotonic() - started))
 
 
+def spread(seconds: list[float]) -> str:
+    ordered = sorted(seconds)
+    return (
+        f"min {ordered[0] * 1000:.0f} ms, median {statistics.median(ordered) * 1000:.0f} ms, "
+        f"max {ordered[-1] * 1000:.0f} ms of {len(ordered)}"
+    )
+
+
 def test_ping_answers_within_2_s_while_every_worker_is_busy(misbehaving) -> None:
-    """4 CPU-bound 4 s predictions on 2 workers (each busy, one queued) and 10 slow uploads."""
-    predictions: list[int] = []
+    """4 CPU-bound 4 s predictions on 2 workers (each busy, two queued) and 10 slow uploads.
+
+    The pings start once both workers are spinning and end before the queued predictions
+    do, so each one met the whole load; SageMaker's bound holds for every one, on top of what
+    the machine itself takes to answer an idle /ping."""
+    idle = [timed_ping(misbehaving.url)[1] for _ in range(5)]
+    spinning = misbehaving.logs().count("spinning")
+    predictions: list[tuple[int, float]] = []
     uploads: list = []
-    threads = [
-        threading.Thread(target=lambda: predictions.append(act(misbehaving, "spin", 4).status_code))
-        for _ in range(4)
-    ] + [threading.Thread(target=slow_upload, args=(misbehaving.url, uploads)) for _ in range(10)]
+
+    def predict() -> None:
+        status = act(misbehaving, "spin", 4).status_code
+        predictions.append((status, time.monotonic()))
+
+    threads = [threading.Thread(target=predict) for _ in range(4)] + [
+        threading.Thread(target=slow_upload, args=(misbehaving.url, uploads)) for _ in range(10)
+    ]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
+    wait_until(
+        lambda: misbehaving.logs().count("spinning") >= spinning + 2,
+        timeout=30,
+        every=0.05,
+        message="the two workers never both started a prediction",
+    )
     pings = []
     for _ in range(12):
         pings.append(timed_ping(misbehaving.url))
-        time.sleep(0.25)
+        time.sleep(0.1)
+    last_ping = time.monotonic()
     for thread in threads:
         thread.join(60)
-    print(f"/ping under load: {[round(seconds, 3) for _, seconds in pings]}")
+    loaded = [seconds for _, seconds in pings]
+    print(f"/ping idle: {spread(idle)}; under load: {spread(loaded)}")
+    assert sorted(status for status, _ in predictions) == [200] * 4
+    # The load was still there at the last ping: the queued predictions ended after it.
+    assert sorted(done for _, done in predictions)[-2] > last_ping, "the load was over"
     assert all(status == 200 for status, _ in pings), pings
-    assert max(seconds for _, seconds in pings) < PING_BUDGET_SECONDS, pings
-    assert predictions == [200] * 4
+    assert max(loaded) < PING_BUDGET_SECONDS + max(idle), spread(loaded)
     # Slow bodies: answered 408 after INFERENCE_BODY_TIMEOUT, not held for the 20 s they take.
     assert [answer for answer, _ in uploads] == [b"HTTP/1.1 408 Request Timeout"] * 10
-    assert all(BODY_TIMEOUT <= seconds < BODY_TIMEOUT + 3 for _, seconds in uploads), uploads
+    # ... answered before the client had finished sending (not held to the end).
+    slow_s = SLOW_BYTES * SLOW_EVERY_S
+    assert all(BODY_TIMEOUT <= seconds < slow_s for _, seconds in uploads), uploads
 
 
 def test_a_model_bug_is_a_500_and_the_worker_lives_on(misbehaving) -> None:

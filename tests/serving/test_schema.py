@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -77,10 +78,30 @@ def test_wrong_types(row, message: str) -> None:
         SCHEMA.check_types(Table(["x", "n", "flag", "name"], [row]))
 
 
-def test_good_types_and_nulls_where_allowed() -> None:
-    SCHEMA.check_types(
-        Table(["x", "n", "flag", "name"], [[1, 2, False, None], [None, -3, True, "b"]])
-    )
+@pytest.mark.parametrize(
+    ("column", "value", "refused_in"),
+    [
+        ("x", 1, "flag"),  # a JSON integer in a double column (59 for 59.0)
+        ("x", None, "n"),  # a missing double: null
+        ("n", -3, "flag"),
+        ("flag", False, "x"),
+        ("name", None, "n"),  # a missing string
+        ("name", "b", "x"),
+    ],
+)
+def test_good_types_and_nulls_where_allowed(column: str, value, refused_in: str) -> None:
+    """Each value passes in its own column and is refused in another: the check tells them
+    apart, and what passes reaches the model with the signature's types."""
+    good = {"x": 1.5, "n": 2, "flag": True, "name": "a", column: value}
+    table = Table(list(good), [list(good.values())])
+    SCHEMA.check_types(table)
+    frame = SCHEMA.dataframe(table)
+    assert [str(t) for t in frame.dtypes[:3]] == ["float64", "int64", "bool"]
+    passed = frame[column].iloc[0]
+    assert pd.isna(passed) if value is None else passed == value
+    moved = {**good, refused_in: value}
+    with pytest.raises(BadRequest, match=f"column '{refused_in}' expects"):
+        SCHEMA.check_types(Table(list(moved), [list(moved.values())]))
 
 
 def test_int32_range() -> None:

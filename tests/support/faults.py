@@ -7,8 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -154,10 +153,3 @@ class MemorySampler:
     @property
     def peak(self) -> int:
         return max(self.samples)
-
-
-def timed(call: Callable[[], object]) -> tuple[float, object]:
-    """(seconds, result) of one call."""
-    started = time.monotonic()
-    result = call()
-    return time.monotonic() - started, result

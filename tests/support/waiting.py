@@ -13,6 +13,11 @@ from mlstack.core.waiting import TimedOut, poll
 
 T = TypeVar("T")
 
+# A wait that should end on its own and has not after this many seconds past its own bound
+# hangs: a busy 2-core machine is slow by seconds, not by this much. Tests check behaviour
+# (it waited its bound, it gave up with the right words) and use this only to tell a hang.
+HANG_S = 30.0
+
 
 def wait_until(
     check: Callable[[], T],

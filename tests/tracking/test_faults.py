@@ -27,14 +27,15 @@ from support.faults import (
     kill_main_process,
     paused,
     run_fault_server,
-    timed,
 )
-from support.images import ROOT
 from support.stack import run_minio, run_mysql
 from support.waiting import seconds_until
 
 pytestmark = pytest.mark.docker
 CLIENT_TIMEOUT_S = ERROR_BOUND_S + 30  # the client waits past the bound, to see a hang
+# /ready with the database paused: 2 s for each of connect, greeting and query
+# (mlstack.tracking.readiness), with room for the server's own work.
+READY_BOUND_S = 10
 API = "/api/2.0/mlflow"
 
 
@@ -73,6 +74,22 @@ def new_run(stack: FaultStack) -> tuple[str, str]:
     return experiment_id, run.json()["run"]["info"]["run_id"]
 
 
+def machine_allowance(stack: FaultStack) -> float:
+    """Seconds the server takes now to answer /ready with everything up (the worst of three):
+    what a busy machine adds to every answer, allowed on top of a bound."""
+    return max(call("GET", f"{stack.uri}/ready")[0] for _ in range(3))
+
+
+def assert_within(answers: list[tuple[float, int | str]], bound: float, allowance: float) -> None:
+    """Every answer an error (5xx), each within the documented bound plus the allowance;
+    the distribution printed beside it."""
+    seconds = sorted(round(s, 1) for s, _ in answers)
+    print(f"errors after {seconds} s (bound {bound} s + {allowance:.2f} s for the machine)")
+    for spent, status in answers:
+        assert isinstance(status, int) and status >= 500, answers
+        assert spent <= bound + allowance, answers
+
+
 def recovers(check, timeout: float = 30) -> float:
     """Seconds until check() is true; fails after timeout."""
     return seconds_until(check, timeout=timeout, message="did not recover")
@@ -80,10 +97,10 @@ def recovers(check, timeout: float = 30) -> float:
 
 def test_ready_follows_the_database_and_health_stays_cheap(stack: FaultStack) -> None:
     assert requests.get(f"{stack.uri}/ready", timeout=10).json() == {"ready": True}
+    allowance = machine_allowance(stack)
     with paused(stack.mysql.container):
-        seconds, status = call("GET", f"{stack.uri}/ready")
-        assert status == 503
-        assert seconds < 10, f"/ready took {seconds:.1f} s with the database paused"
+        # A load balancer's probe gets its answer within READY_BOUND_S, not a hang.
+        assert_within([call("GET", f"{stack.uri}/ready")], READY_BOUND_S, allowance)
         assert requests.get(f"{stack.uri}/health", timeout=5).status_code == 200
     recovers(lambda: requests.get(f"{stack.uri}/ready", timeout=10).status_code == 200)
 
@@ -106,11 +123,10 @@ def test_paused_database_gives_errors_within_the_bound_then_recovers(stack: Faul
         ),
         ("POST", f"{stack.uri}{API}/experiments/search", {"json": {"max_results": 5}}),
     ]
+    allowance = machine_allowance(stack)
     with paused(stack.mysql.container), ThreadPoolExecutor(len(requests_to_make)) as pool:
         answers = list(pool.map(lambda r: call(r[0], r[1], **r[2]), requests_to_make))
-    for (seconds, status), (_, url, _) in zip(answers, requests_to_make, strict=True):
-        assert isinstance(status, int) and status >= 500, (url, status, seconds)
-        assert seconds <= ERROR_BOUND_S, f"{url}: {seconds:.1f} s (bound {ERROR_BOUND_S} s)"
+    assert_within(answers, ERROR_BOUND_S, allowance)
 
     def logs_again() -> bool:
         body = {"run_id": run_id, "key": "after", "value": "pause"}
@@ -120,7 +136,6 @@ def test_paused_database_gives_errors_within_the_bound_then_recovers(stack: Faul
     run = requests.get(f"{stack.uri}{API}/runs/get?run_id={run_id}", timeout=30).json()
     assert {p["key"] for p in run["run"]["data"]["params"]} >= {"after"}
     assert stack.server_state() == before  # no restart of the server was needed
-    print(f"paused database: errors after {sorted(round(s, 1) for s, _ in answers)} s")
 
 
 def test_paused_object_store_gives_errors_within_the_bound_then_recovers(
@@ -130,6 +145,7 @@ def test_paused_object_store_gives_errors_within_the_bound_then_recovers(
     base = f"{stack.uri}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
     assert call("PUT", f"{base}/before.txt", data=b"before")[1] == 200
     before = stack.server_state()
+    allowance = machine_allowance(stack)
     transfers = [
         ("PUT", f"{base}/during.txt", {"data": b"during"}),
         ("GET", f"{base}/before.txt", {}),
@@ -137,15 +153,12 @@ def test_paused_object_store_gives_errors_within_the_bound_then_recovers(
     ]
     with paused(stack.minio.container), ThreadPoolExecutor(len(transfers)) as pool:
         answers = list(pool.map(lambda r: call(r[0], r[1], **r[2]), transfers))
-    for (seconds, status), (_, url, _) in zip(answers, transfers, strict=True):
-        assert isinstance(status, int) and status >= 500, (url, status, seconds)
-        assert seconds <= ERROR_BOUND_S, f"{url}: {seconds:.1f} s (bound {ERROR_BOUND_S} s)"
+    assert_within(answers, ERROR_BOUND_S, allowance)
 
     recovers(lambda: call("PUT", f"{base}/after.txt", data=b"after")[1] == 200)
     assert requests.get(f"{base}/after.txt", timeout=30).content == b"after"
     assert requests.get(f"{base}/before.txt", timeout=30).content == b"before"
     assert stack.server_state() == before
-    print(f"paused object store: errors after {sorted(round(s, 1) for s, _ in answers)} s")
 
 
 # --- the acknowledged-write ledger under faults -----------------------------------------------
@@ -184,7 +197,6 @@ def test_no_acknowledged_write_is_lost_under_faults(
     lost = ledger.missing_from(stored)
     figures = ledger.figures(LOAD_S) | {"faults": fault_log, "lost": len(lost)}
     print(f"ledger: {json.dumps(figures)}")
-    write_measurement("ledger", figures)
     assert not lost, f"{len(lost)} acknowledged writes missing, e.g. {lost[:5]}"
     stuck = [run for run in ledger.finished if stored.status.get(run) != "FINISHED"]
     assert not stuck, f"runs the client finished but not FINISHED: {stuck[:5]}"
@@ -364,13 +376,6 @@ def read_back(stack: FaultStack, experiment_id: str) -> Stored:
     return Stored(status, params, metrics, artifacts)
 
 
-def write_measurement(name: str, figures: dict) -> None:
-    """Keep the figures beside the build (build/measurements/NAME.json) for docs/benchmarks.md."""
-    directory = ROOT / "build" / "measurements"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.json").write_text(json.dumps(figures, indent=1) + "\n")
-
-
 # --- a 1 GiB artifact through the proxy -------------------------------------------------------
 
 GIB = 1 << 30
@@ -399,6 +404,9 @@ def file_sha256(path: Path | str) -> str:
 
 @pytest.mark.fault
 def test_one_gib_artifact_through_the_proxy(stack: FaultStack, tmp_path: Path) -> None:
+    """Up and down through the server's artifact proxy: the same bytes come back, and the
+    server streams them (its memory grows by far less than the artifact). How fast:
+    scripts/benchmarks/artifact_bench.py."""
     source = tmp_path / "big.bin"
     expected = write_random_file(source, GIB)
     client = MlflowClient(stack.uri)
@@ -407,39 +415,22 @@ def test_one_gib_artifact_through_the_proxy(stack: FaultStack, tmp_path: Path) -
 
     with MemorySampler(stack.server) as memory:
         baseline = memory.samples[0]
-        up_s, _ = timed(lambda: client.log_artifact(run_id, str(source), "large"))
-        down_s, downloaded = timed(
-            lambda: client.download_artifacts(run_id, "large/big.bin", str(tmp_path / "down"))
-        )
+        client.log_artifact(run_id, str(source), "large")
+        source.unlink()
+        downloaded = client.download_artifacts(run_id, "large/big.bin", str(tmp_path / "down"))
     assert file_sha256(downloaded) == expected
-    Path(downloaded).unlink()
-
-    s3 = stack.minio.s3()
-    direct_up_s, _ = timed(
-        lambda: s3.upload_file(str(source), stack.minio.bucket, "direct/big.bin")
-    )
-    target = tmp_path / "direct.bin"
-    direct_down_s, _ = timed(
-        lambda: s3.download_file(stack.minio.bucket, "direct/big.bin", str(target))
-    )
-    assert file_sha256(target) == expected
-    s3.delete_object(Bucket=stack.minio.bucket, Key="direct/big.bin")
-
-    mib_s = lambda seconds: round(GIB / (1 << 20) / seconds, 1)  # noqa: E731
-    figures = {
-        "size_bytes": GIB,
-        "proxy_upload_mib_s": mib_s(up_s),
-        "proxy_download_mib_s": mib_s(down_s),
-        "direct_upload_mib_s": mib_s(direct_up_s),
-        "direct_download_mib_s": mib_s(direct_down_s),
-        "upload_ratio_proxy_to_direct": round(direct_up_s / up_s, 2),
-        "download_ratio_proxy_to_direct": round(direct_down_s / down_s, 2),
+    # The bucket holds the very bytes (read back from MinIO itself).
+    key = f"artifacts/{experiment_id}/{run_id}/artifacts/large/big.bin"
+    stored = stack.minio.s3().get_object(Bucket=stack.minio.bucket, Key=key)["Body"]
+    digest = hashlib.sha256()
+    while chunk := stored.read(CHUNK):
+        digest.update(chunk)
+    assert digest.hexdigest() == expected
+    memory_mib = {
         "server_rss_baseline_mib": baseline >> 20,
         "server_rss_peak_mib": memory.peak >> 20,
-        "server_max_usage_with_page_cache_mib": memory.max_usage >> 20,
         "memory_samples": len(memory.samples),
     }
-    print(f"large artifact: {json.dumps(figures)}")
-    write_measurement("large_artifact", figures)
+    print(f"large artifact: {json.dumps(memory_mib)}")
     # Streamed, never held: the server's own memory grows by far less than the artifact.
-    assert memory.peak - baseline < 384 << 20, figures
+    assert memory.peak - baseline < 384 << 20, memory_mib

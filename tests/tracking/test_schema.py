@@ -59,10 +59,18 @@ def error_lines(logs: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def untrusted_mysql(docker_network: Network) -> Iterator[MySQL]:
+def untrusted_server(docker_network: Network) -> Iterator[MySQL]:
     """The stand-in exactly as `docker run mysql:8.4` behaves: binary logging on, no trust."""
     with run_mysql(docker_network, flags=(), alias="mysql-untrusted") as server:
         yield server
+
+
+@pytest.fixture
+def untrusted_mysql(untrusted_server: MySQL) -> MySQL:
+    """The module's server without trust for function creators, whichever test ran before:
+    the documented recovery sets it globally (SET GLOBAL), on the server all tests share."""
+    untrusted_server.execute_as_root("SET GLOBAL log_bin_trust_function_creators = 0")
+    return untrusted_server
 
 
 def test_binary_logging_without_trust_refuses_before_migrating(

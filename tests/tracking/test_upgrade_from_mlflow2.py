@@ -5,8 +5,8 @@ server writes its database on a server with binary logging on and a case-insensi
 default collation; our image then starts on it, upgrades it, warns about the
 collation, and serves everything back to a 3.17 client; a 2.12.1 client logs to it;
 after `python -m mlstack.tracking.collation convert`, names that differ only in
-case no longer collide. The tests share one database, in this order; a test that needs
-the conversion done (`converted`) does it when it runs alone.
+case no longer collide. The tests share one database (a module fixture) and pass in any
+order: the conversion, which changes it for good, is one test, from before to after.
 """
 
 from __future__ import annotations
@@ -174,9 +174,8 @@ def upgrade(
         state.stop_server()
 
 
-@pytest.fixture
-def client(upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    """A 3.17 client that knows only the tracking URI (no S3 credentials)."""
+def client_of(upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """A 3.17 client of the server running now, knowing only its URI (no S3 credentials)."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -187,14 +186,8 @@ def client(upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
 
 
 @pytest.fixture
-def converted(upgrade: Upgrade) -> Upgrade:
-    """The database converted and our server on it again, as test_06 leaves it."""
-    if upgrade.collations() != ["utf8mb4_bin"]:
-        upgrade.stop_server()
-        conversion = upgrade.convert()
-        assert conversion.status == 0, conversion.logs
-        upgrade.start_server()
-    return upgrade
+def client(upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    return client_of(upgrade, monkeypatch)
 
 
 def head_revision() -> str:
@@ -213,7 +206,12 @@ def test_01_startup_upgrades_the_26_schema_and_warns_about_collation(upgrade: Up
 def test_02_everything_26_wrote_reads_back_with_317(
     client: MlflowClient, upgrade: Upgrade, tmp_path: Path
 ) -> None:
-    written = upgrade.written
+    assert_everything_26_wrote_reads_back(client, upgrade.written, tmp_path)
+
+
+def assert_everything_26_wrote_reads_back(client: MlflowClient, written: dict, tmp: Path) -> None:
+    """Experiment, runs (params, tags, metrics and their history, artifacts) and registered
+    model with its versions, as the 2.6.0 server wrote them."""
     experiment = client.get_experiment_by_name("legacy-2.6")
     assert experiment.experiment_id == written["experiment_id"]
     found = client.search_runs([experiment.experiment_id])
@@ -227,7 +225,7 @@ def test_02_everything_26_wrote_reads_back_with_317(
         history = sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
         assert [(m.step, m.value) for m in history] == list(enumerate(expected["history"]))
         for path, content in expected["artifacts"].items():
-            local = client.download_artifacts(run_id, path, str(tmp_path / run_id))
+            local = client.download_artifacts(run_id, path, str(tmp / run_id))
             assert Path(local).read_bytes() == bytes.fromhex(content)
     model = client.get_registered_model("legacy-model")
     assert model.tags == {"owner": "reference"}
@@ -257,14 +255,20 @@ def test_03_a_212_client_logs_a_run_that_317_reads(client: MlflowClient, upgrade
     assert model.predict(features) == pytest.approx(result["predictions"])
 
 
-def test_04_case_distinct_names_collide_before_the_conversion(client: MlflowClient) -> None:
-    run_id = client.create_run(client.create_experiment("case-distinct")).info.run_id
+def test_04_the_collation_conversion_from_before_to_after(
+    upgrade: Upgrade, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before: names that differ only in case collide, and `convert` refuses while the
+    server runs. Stopped, converted, started: both names land, nothing 2.6 wrote is lost,
+    and the start-up no longer warns."""
+    assert upgrade.collations() != ["utf8mb4_bin"]  # the module's database, unconverted
+    client = client_of(upgrade, monkeypatch)
+    experiment_id = client.create_experiment("case-distinct")
+    run_id = client.create_run(experiment_id).info.run_id
     client.log_metric(run_id, "Loss", 1.0)
     with pytest.raises(MlflowException):
         client.log_metric(run_id, "loss", 2.0)
 
-
-def test_05_convert_refuses_while_the_server_runs(upgrade: Upgrade) -> None:
     refused = upgrade.convert()
     assert refused.status == 1
     (error,) = [line for line in refused.logs.splitlines() if "error:" in line]
@@ -274,23 +278,15 @@ def test_05_convert_refuses_while_the_server_runs(upgrade: Upgrade) -> None:
         f"WHERE TABLE_SCHEMA = '{upgrade.mysql.database}' AND TABLE_NAME = 'latest_metrics'"
     )
 
-
-def test_06_after_convert_case_distinct_names_all_land(upgrade: Upgrade, tmp_path: Path) -> None:
     upgrade.stop_server()
     converted = upgrade.convert()
     assert converted.status == 0, converted.logs
     assert "tables now utf8mb4_bin" in converted.logs
     assert upgrade.collations() == ["utf8mb4_bin"]
-
     upgrade.start_server()
     assert "case-insensitive collation" not in upgrade.startup_logs[-1]
 
-
-def test_07_loss_and_Loss_are_two_metrics_now(
-    converted: Upgrade, client: MlflowClient, tmp_path: Path
-) -> None:
-    experiment = client.get_experiment_by_name("case-distinct")  # test_04's, from before
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("late")
+    client = client_of(upgrade, monkeypatch)  # the restarted server has another host port
     run_id = client.create_run(experiment_id).info.run_id
     client.log_metric(run_id, "Loss", 1.0)
     client.log_metric(run_id, "loss", 2.0)
@@ -299,4 +295,4 @@ def test_07_loss_and_Loss_are_two_metrics_now(
     run = client.get_run(run_id)
     assert run.data.metrics == {"Loss": 1.0, "loss": 2.0}
     assert run.data.params == {"lr": "0.1", "LR": "0.2"}
-    test_02_everything_26_wrote_reads_back_with_317(client, converted, tmp_path)
+    assert_everything_26_wrote_reads_back(client, upgrade.written, tmp_path)

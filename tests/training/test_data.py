@@ -25,8 +25,9 @@ def test_reads_every_csv_of_a_channel_in_order(
     (opt_ml.channel("train") / ".hidden.csv").write_text("junk")
     (opt_ml.channel("train") / "notes.txt").write_text("not data")
     frame = data.read_channel(opt_ml.channel("train"), "train")
-    assert len(frame) == len(train)
-    assert list(frame.columns) == list(train.columns)
+    # Every .csv file below the channel, by path: part/b.csv sorts before train.csv.
+    expected = pd.concat([train.iloc[100:], train.iloc[:100]], ignore_index=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
 
 
 @pytest.mark.parametrize(

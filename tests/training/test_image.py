@@ -23,6 +23,7 @@ from testcontainers.core.network import Network
 
 from mlstack.training.paths import OptML
 from support.containers import logs_of
+from support.metrics import assert_metrics_match
 from support.stack import TrackingServer, point_mlflow_at
 from support.waiting import wait_until
 
@@ -121,7 +122,9 @@ def test_tracked_training_job(
     assert run.data.params["min-samples-leaf"] == "3"
     assert run.data.params["features"] == FEATURES
     logged = metric_values(exited.logs)
-    assert run.data.metrics == pytest.approx(logged, abs=1e-5)
+    assert run.data.metrics == pytest.approx(logged, abs=1e-5)  # what SageMaker reads
+    # What they must be: the saved model's errors on the held-out set, worked out here.
+    assert_metrics_match(run.data.metrics, tree.model_dir, tree.channel("test") / "test.csv")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         "plots/predicted_vs_actual.png"
     }

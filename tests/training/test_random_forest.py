@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.tracking.context import registry
@@ -30,6 +29,7 @@ from mlstack.training.paths import OptML
 from mlstack.training.script_mode import ScriptJob
 from mlstack.training.tracking import FAILURE_TAG
 from mlstack_mlflow_plugin.provider import JobRunContext
+from support.metrics import assert_metrics_match
 from support.stack import point_mlflow_at
 
 from .helpers import FEATURES, METRIC_REGEXES, TARGET, job_env, toolkit_argv
@@ -124,11 +124,9 @@ def test_trains_without_tracking(
     assert not opt_ml.failure_file.exists()
     for name, pattern in METRIC_REGEXES.items():
         assert any(re.search(pattern, line) for line in caplog.messages), name
-    model = mlflow.pyfunc.load_model(str(opt_ml.model_dir))
-    test = pd.read_csv(opt_ml.channel("test") / "test.csv")
-    assert model.predict(test[FEATURES.split()].head(3)).shape == (3,)
     metrics = json.loads((opt_ml.output_data_dir / "metrics.json").read_text())
     assert set(metrics) == set(METRIC_REGEXES)
+    assert_metrics_match(metrics, opt_ml.model_dir, opt_ml.channel("test") / "test.csv")
     plot = opt_ml.output_data_dir / random_forest.PLOT_FILE
     assert plot.read_bytes().startswith(b"\x89PNG")
 
@@ -138,7 +136,9 @@ def test_tracked_run(
 ) -> None:
     hyperparameters = {"n_estimators": "5", "target": TARGET}
     hyperparameters["experiment_name"] = json.dumps(experiment)  # as the SDK encodes it
-    _, ended = tracked_job(hyperparameters, TRAINING_JOB_NAME="job-abc", AWS_REGION="eu-west-1")
+    opt_ml, ended = tracked_job(
+        hyperparameters, TRAINING_JOB_NAME="job-abc", AWS_REGION="eu-west-1"
+    )
     assert ended.code == 0
 
     run = only_run(sqlite_uri, experiment)
@@ -150,6 +150,8 @@ def test_tracked_run(
     assert run.data.params["n-estimators"] == "5"
     assert run.data.params["features"] == FEATURES  # every column but the target
     assert set(run.data.metrics) == set(METRIC_REGEXES)
+    test_csv = opt_ml.channel("test") / "test.csv"
+    assert_metrics_match(run.data.metrics, f"runs:/{run.info.run_id}/model", test_csv)
     client = MlflowClient(sqlite_uri)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
         "plots",

@@ -33,6 +33,7 @@ from testcontainers.core.network import Network
 from mlstack.cli.local import jobs as local_jobs
 from support import reference_script, sdk3_driver
 from support.containers import run_to_exit
+from support.metrics import assert_metrics_match
 from support.serving import serving
 from support.stack import TrackingServer
 
@@ -161,6 +162,7 @@ def test_reference_script_runs_unchanged_and_its_model_is_served(
     model_uri = f"runs:/{run.info.run_id}/model"
     flavor = mlflow.models.Model.load(model_uri).flavors["sklearn"]
     assert flavor["serialization_format"] == "cloudpickle"
+    assert_metrics_match(run.data.metrics, model_uri, channels / "test" / "test.csv")
     test = pd.read_csv(channels / "test" / "test.csv")
     rows = test[FEATURES.split()].iloc[[0]]
     [expected] = mlflow.pyfunc.load_model(model_uri).predict(rows)

@@ -9,6 +9,7 @@ import pytest
 
 from mlstack.training.errors import TrainingError
 from mlstack.training.tracking import redact, wait_for_server
+from support.waiting import HANG_S
 
 
 def test_unreachable_server_fails_within_the_wait() -> None:
@@ -18,7 +19,7 @@ def test_unreachable_server_fails_within_the_wait() -> None:
     started = time.monotonic()
     with pytest.raises(TrainingError, match=r"did not answer within 2 s \(connection refused\)"):
         wait_for_server(f"http://127.0.0.1:{port}", 2)
-    assert time.monotonic() - started < 4
+    assert 2 <= time.monotonic() - started < 2 + HANG_S  # tried until its bound, then gave up
 
 
 def test_redact_hides_credentials() -> None:

@@ -25,6 +25,7 @@ the image's script mode follows; it also stages its own drivers there as a chann
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from dataclasses import dataclass
@@ -316,7 +317,10 @@ def main(settings: AwsSettings) -> None:
     )
     tags = {TUNING_TAG: job.job_name, "mlflow.source.type": "JOB"}
     try:
-        _, best = tuning.drive(client, experiment, job.job_name, params, backend, tags=tags)
+        # stdout is the best job's name alone (scripts read it): MLflow's run links, which it
+        # writes to stdout when it tracks to a server, go to stderr with the logs.
+        with contextlib.redirect_stdout(sys.stderr):
+            _, best = tuning.drive(client, experiment, job.job_name, params, backend, tags=tags)
     except tuning.TuningFailed as error:
         raise AwsScriptError(str(error)) from None
     print(best.job_name)
