@@ -20,9 +20,10 @@ env_value = $(shell sed -n 's/^$(1)=//p' $(ENV_FILE) 2>/dev/null)
 COMPOSE_PROJECT ?= mlstack
 MLFLOW_PORT ?= $(or $(call env_value,MLFLOW_PORT),5000)
 MINIO_CONSOLE_PORT ?= $(or $(call env_value,MINIO_CONSOLE_PORT),9001)
+MINIO_PORT ?= $(or $(call env_value,MINIO_PORT),9000)
 EXPERIMENT_NAME ?= $(or $(call env_value,EXPERIMENT_NAME),diabetes-progression)
 MODEL_NAME ?= $(or $(call env_value,MODEL_NAME),diabetes-rf)
-export MLFLOW_PORT MINIO_CONSOLE_PORT
+export MLFLOW_PORT MINIO_CONSOLE_PORT MINIO_PORT
 # Access control is on unless MLFLOW_AUTH_ENABLED=false (in .env or here).
 MLFLOW_AUTH_ENABLED ?= $(or $(call env_value,MLFLOW_AUTH_ENABLED),true)
 auth_off = $(filter false 0 no off,$(shell echo '$(MLFLOW_AUTH_ENABLED)' | tr A-Z a-z))
@@ -230,6 +231,18 @@ build-model-image: venv build-inference ## Image serving MODEL_URI (a model dir,
 .PHONY: local-predict
 local-predict: venv data ## Send the first test row to the local endpoint, print the prediction
 	$(LOOP) predict --endpoint http://127.0.0.1:$(SERVE_PORT)
+
+# Traffic to the local endpoint (the last half with two features shifted), then its captures
+# against the training data. S3 is the stack's MinIO, as the artifact bucket's user: boto3's
+# own variables, in the recipe's environment (no command line shows the key).
+.PHONY: local-monitor
+local-monitor: export AWS_ENDPOINT_URL_S3 = http://127.0.0.1:$(MINIO_PORT)
+local-monitor: export AWS_ACCESS_KEY_ID = $(or $(call env_value,MINIO_MLFLOW_USER),mlflow-artifacts)
+local-monitor: export AWS_SECRET_ACCESS_KEY = $(call env_value,MINIO_MLFLOW_PASSWORD)
+local-monitor: venv data ## Send traffic (half of it shifted) to the local endpoint, then `mlstack monitor`: drift report and MLflow run
+	$(LOOP) traffic --endpoint http://127.0.0.1:$(SERVE_PORT)
+	$(MLSTACK) monitor --model-name $(MODEL_NAME) --since 1h --window 1m \
+		--ground-truth build/monitor/ground-truth.csv --output-dir build/monitor/report
 
 .PHONY: demo
 demo: venv data build ## Everything in order: stack, data, train, tune, promote, serve, predict

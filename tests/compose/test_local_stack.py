@@ -14,6 +14,7 @@ cost nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -117,6 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "ENV_FILE": str(env_file),
         "MLFLOW_PORT": str(free_port()),
         "MINIO_CONSOLE_PORT": str(free_port()),
+        "MINIO_PORT": str(free_port()),
         "SERVE_PORT": str(free_port()),
         "EXPERIMENT_NAME": EXPERIMENT,
         "MODEL_NAME": MODEL,
@@ -162,6 +164,19 @@ def trained(up: Stack) -> Stack:
         up.make("local-hpo", HPO_JOBS="3", HPO_PARALLEL="2")
         up.make("local-promote")
     return up
+
+
+@pytest.fixture
+def served(trained: Stack) -> Stack:
+    """The champion behind `make local-serve`, as test_02 leaves it."""
+    try:
+        ping = f"http://127.0.0.1:{trained.variables['SERVE_PORT']}/ping"
+        serving = requests.get(ping, timeout=2).status_code == 200
+    except requests.RequestException:
+        serving = False
+    if not serving:
+        trained.make("local-serve")
+    return trained
 
 
 def runs_of(stack: Stack) -> list:
@@ -244,6 +259,45 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tuning[0].info.run_id]
     assert len(children) == 3
     assert all("AE-at-50th-percentile" in r.data.metrics for r in children)
+
+
+@pytest.mark.usefixtures("served")
+def test_02b_monitor_flags_the_shifted_features_and_logs_its_report(
+    stack: Stack, tmp_path: Path
+) -> None:
+    out = stack.make("local-monitor")
+    # make local-monitor shifts the first two features with many values: age and bmi.
+    flagged = [line.split()[0] for line in out.splitlines() if " DRIFT " in line]
+    assert [name for name in flagged if name != "prediction"] == ["age", "bmi"], out
+    folder = ROOT / "build" / "monitor" / "report"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["drifted_features"] == ["age", "bmi"]
+    assert summary["schema"] == {"missing": [], "unexpected": []}
+    assert summary["quality"]["rows"] == summary["rows"] > 0  # every row has its target
+    client = stack.client()
+    run = client.get_run(summary["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")} == {
+        "monitoring/report.html",
+        "monitoring/summary.json",
+    }
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.tags["mlstack.monitor.last_run_id"] == run.info.run_id
+    assert run.data.tags["mlstack.monitor.model_version"] == champion.version
+
+    # The report as a person sees it, in a real browser: the verdict and the plots.
+    page = (folder / "report.html").as_uri()
+    dom = browse(page, tmp_path / "dom", "--dump-dom")
+    assert "Drift in 2 of 10 features: age, bmi" in dom
+    assert dom.count("data:image/png;base64,") == 2
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "monitoring-report.png"
+    browse(page, tmp_path / "shot", "--window-size=1100,1500", f"--screenshot={shot}")
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 200, "the report rendered (nearly) blank"
 
 
 @pytest.mark.usefixtures("trained")

@@ -75,7 +75,9 @@ def test_trains_without_tracking(
     assert (opt_ml.output_data_dir / job.PLOT_FILE).read_bytes().startswith(b"\x89PNG")
 
 
-def test_tracked_run(make_opt_ml: Callable[..., OptML], sqlite_uri: str, experiment: str) -> None:
+def test_tracked_run(
+    make_opt_ml: Callable[..., OptML], sqlite_uri: str, experiment: str, tmp_path: Path
+) -> None:
     opt_ml = make_opt_ml(
         {"n_estimators": "5", "target": TARGET, "experiment_name": json.dumps(experiment)}
     )
@@ -98,11 +100,24 @@ def test_tracked_run(make_opt_ml: Callable[..., OptML], sqlite_uri: str, experim
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
         "plots",
         "feature_importances.json",
+        "monitoring",
     }
     [logged] = client.search_logged_models([run.info.experiment_id])
     assert logged.source_run_id == run.info.run_id
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     assert model.metadata.get_input_schema().input_names() == FEATURES.split()
+    # The monitoring baseline: the train channel as the run's dataset input, its statistics,
+    # and a reference sample with the model's predictions (`mlstack monitor` reads them).
+    [dataset] = run.inputs.dataset_inputs
+    assert (dataset.dataset.name, dataset.tags[0].value) == ("train", "training")
+    folder = Path(client.download_artifacts(run.info.run_id, "monitoring", str(tmp_path)))
+    baseline = json.loads((folder / "baseline.json").read_text())
+    assert [f["name"] for f in baseline["features"]] == FEATURES.split()
+    assert (baseline["target"], baseline["prediction"]) == (TARGET, "prediction")
+    reference = pd.read_csv(folder / "reference.csv")
+    assert len(reference) == baseline["rows"] == baseline["reference_rows"]
+    expected = model.predict(reference[FEATURES.split()])
+    assert reference["prediction"].tolist() == pytest.approx(list(expected))
 
 
 def test_failure_after_the_run_started_ends_it_failed(

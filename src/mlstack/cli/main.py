@@ -4,6 +4,7 @@ mlstack data ...                 train/test channels
 mlstack local ...                the local stack's loop, backup, restore
 mlstack aws ...                  AWS and SageMaker local mode
 mlstack build-model-image ...    an inference image with one model in its own env
+mlstack monitor ...              an endpoint's captured traffic against the training data
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mlstack import version
 from mlstack.cli import data, model_image
 from mlstack.cli.aws.cli import aws
 from mlstack.cli.local.cli import local
+from mlstack.cli.monitor.command import monitor
 from mlstack.cli.options import Context, fail
 from mlstack.cli.settings import DEFAULT_ENV_FILE, ModelImageSettings, SettingsError, load
 
@@ -42,6 +44,7 @@ def cli(ctx: click.Context, env_file: Path) -> None:
 
 cli.add_command(local)
 cli.add_command(aws)
+cli.add_command(monitor)
 
 
 @cli.command("data", context_settings={"ignore_unknown_options": True}, add_help_option=False)

@@ -137,6 +137,9 @@ def train_and_log(opt_ml: OptML, hp: Hyperparameters, tracker: NoTracking) -> di
     if hp.registered_model_name and not tracker.enabled:
         log.warning("registered-model-name is ignored: there is no tracking URI to register at")
     tracker.log_model(forest, opt_ml.model_dir, hp.registered_model_name, **args)
+    tracker.log_baseline(
+        train_frame, features, hp.target, forest.predict, str(opt_ml.channel("train"))
+    )
     return metrics
 
 

@@ -121,6 +121,11 @@ class NoTracking:
     ) -> None:
         pass
 
+    def log_baseline(
+        self, frame: Any, features: list[str], target: str, predict: Any, source: str
+    ) -> None:
+        pass
+
     def finish(self) -> None:
         pass
 
@@ -238,6 +243,14 @@ class MlflowTracking(NoTracking):
             **model_args,
         )
         log.info("logged model %s (%s)", info.model_id, info.model_uri)
+
+    def log_baseline(
+        self, frame: Any, features: list[str], target: str, predict: Any, source: str
+    ) -> None:
+        """The training data's monitoring baseline on the run (`mlstack monitor` reads it)."""
+        from mlstack_mlflow_plugin import baseline
+
+        baseline.record(self.run_id, frame, features, target, predict, source, client=self._client)
 
     def finish(self) -> None:
         self._client.set_terminated(self.run_id, "FINISHED")

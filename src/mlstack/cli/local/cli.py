@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -13,8 +14,10 @@ from mlstack.cli.channels import ChannelError
 from mlstack.cli.local import backup as backups
 from mlstack.cli.local import loop as loops
 from mlstack.cli.local import stack as stacks
+from mlstack.cli.local import traffic as traffics
 from mlstack.cli.local.jobs import JobError
 from mlstack.cli.local.make_env import main as make_env
+from mlstack.cli.monitor.captures import CaptureError, Location
 from mlstack.cli.options import Context, fail, setting_option
 from mlstack.cli.settings import LocalSettings, SettingsError, load
 
@@ -112,6 +115,48 @@ def promote(ctx: click.Context) -> None:
 def predict(ctx: click.Context, endpoint: str) -> None:
     """Send the first test row to the endpoint as the reference does; print the prediction."""
     run_loop(loops.predict, make_loop(ctx), endpoint)
+
+
+@local.command()
+@click.option("--endpoint", default="http://127.0.0.1:8080", show_default=True)
+@click.option("--rows", type=int, help="test rows to send, each once [default all]")
+@click.option("--shifted-share", default=0.5, show_default=True, help="the last ones shifted")
+@click.option("--shift", multiple=True, help="FEATURE=STDS [default: 2 features by 2 std]")
+@click.option(
+    "--ground-truth",
+    default=Path("build/monitor/ground-truth.csv"),
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="where the rows' true targets go, by inference id",
+)
+@click.pass_context
+def traffic(ctx: click.Context, endpoint: str, rows: int | None, shifted_share: float, **o) -> None:
+    """Send test rows to the endpoint, the last ones with features shifted (for monitor)."""
+    loop = make_loop(ctx)
+    settings = loop.settings
+    try:
+        spec = loops.data_spec(settings.data_dir)
+        started = datetime.now(UTC).replace(microsecond=0)  # captures keep whole seconds
+        sent = traffics.send(
+            endpoint,
+            loop.settings.data_dir / "test" / "test.csv",
+            spec["target"],
+            spec["features"].split(),
+            rows,
+            shifted_share,
+            o["shift"],
+            o["ground_truth"],
+        )
+        shifted = ", ".join(f"{name} +{stds:g} std" for name, stds in sent.shifted.items())
+        print(
+            f"sent {sent.rows} rows in {sent.requests} requests to {endpoint}; the last "
+            f"{shifted_share:.0%} shifted: {shifted}; ground truth in {sent.ground_truth}"
+        )
+        location = Location(settings.capture_uri, settings.endpoint_name)
+        traffics.wait_captured(settings.minio_s3(), location, started, sent.ids)
+    except (*LOOP_ERRORS, traffics.TrafficError, CaptureError) as error:
+        fail(loops.PROGRAM, str(error))
+    print(f"captured: all {sent.requests} requests are in {location.uri}")
 
 
 @local.command()

@@ -334,6 +334,7 @@ def serve(loop: Loop, image: str, container: str, port: int, timeout: float) -> 
         "MODEL_URI": f"models:/{loop.settings.model_name}@champion",
         "MLFLOW_TRACKING_URI": loop.tracking_uri_in_network,
         **loop.settings.tracking_credentials(),  # environment, never a command line
+        **loop.settings.capture_environment(),  # data capture into the stack's MinIO
     }
     try:
         client.containers.run(
@@ -352,6 +353,7 @@ def serve(loop: Loop, image: str, container: str, port: int, timeout: float) -> 
     endpoint = f"http://127.0.0.1:{port}"
     wait_ready(endpoint, container, timeout)
     print(f"Endpoint: {endpoint}/invocations")
+    print(f"Data capture: {loop.settings.capture_uri}/{loop.settings.endpoint_name}/")
 
 
 def remove_endpoint(container: str) -> None:
