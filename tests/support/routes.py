@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from testcontainers.core.container import DockerContainer
 
 PROGRAM = r"""
-import json, os
+import importlib, json, os
 with open("/proc/1/environ") as handle:
     os.environ.update(
         item.split("=", 1) for item in handle.read().split("\0") if "=" in item
@@ -24,7 +24,7 @@ from mlflow.server import app as flask_app
 fastapi_app = create_app()
 routes = []
 while not hasattr(fastapi_app, "routes"):  # mlstack's own middleware in front (readiness)
-    path = getattr(__import__("mlstack.tracking.readiness").readiness, "READY_PATH", None)
+    path = getattr(importlib.import_module("mlstack.tracking.readiness"), "READY_PATH", None)
     if path:
         routes.append({"app": "mlstack", "path": path, "methods": ["GET"]})
     fastapi_app = fastapi_app.app
