@@ -8,9 +8,10 @@ scikit-learn's diabetes data, saved as the training image saves it) with 2 worke
 - `capture`: metrics and data capture of every request (100 %) into a MinIO on the
   benchmark's own Docker network.
 wrk drives one at a time, in rounds that alternate the three, with the same one-row JSON
-request; traffic goes to 127.0.0.1 only and every run is bounded in time. Prints requests/s
-and p99 per container (median over rounds) and the ratios to `bare`; then checks that the
-capture container wrote one record per request it answered and dropped none.
+request; traffic goes to 127.0.0.1 only and every run is bounded in time. Prints requests/s,
+p50 and p99 per container (median over rounds), the ratios to `bare`, and what capture costs
+against `metrics` (requests/s and latency); then checks that the capture container wrote one
+record per request it answered and dropped none.
 
 Needs: the host venv (run this with its python), Docker, wrk (`apt-get install -y wrk`), the
 image (`make build-inference`) and the MinIO image (`.images.env`, or the public one).
@@ -39,8 +40,8 @@ WRK_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[{body}]==]
 done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d\\n", summary.requests, summary.duration,
-    latency:percentile(99), summary.errors.status))
+  io.write(string.format("RESULT %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), summary.errors.status))
 end
 """
 CONFIGS = {
@@ -84,8 +85,11 @@ def port_of(name: str, port: int) -> int:
     return int(docker("port", name, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
 
 
-def wrk(url: str, body: str, seconds: int, work: Path) -> tuple[float, float, int]:
-    """requests/s, p99 in ms, non-2xx answers."""
+Run = tuple[float, float, float, int]  # requests/s, p50 ms, p99 ms, non-2xx answers
+
+
+def wrk(url: str, body: str, seconds: int, work: Path) -> Run:
+    """requests/s, p50 and p99 in ms, non-2xx answers."""
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=body))
     command = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
@@ -93,8 +97,8 @@ def wrk(url: str, body: str, seconds: int, work: Path) -> tuple[float, float, in
         [*command, f"{url}/invocations"], capture_output=True, text=True, timeout=seconds + 60
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-    count, micros, p99, errors = map(int, line.split()[1:])
-    return count / (micros / 1e6), p99 / 1000, errors
+    count, micros, p50, p99, errors = map(int, line.split()[1:])
+    return count / (micros / 1e6), p50 / 1000, p99 / 1000, errors
 
 
 def metric(url: str, name: str, *labels: str) -> float:
@@ -147,14 +151,14 @@ def run(args: argparse.Namespace, work: Path) -> bool:
             )  # fmt: skip
             urls[label] = f"http://127.0.0.1:{port_of(name, 8080)}"
             until_ok(f"{urls[label]}/ping", 120, 0.5)
-        results: dict[str, list[tuple[float, float, int]]] = {label: [] for label in CONFIGS}
+        results: dict[str, list[Run]] = {label: [] for label in CONFIGS}
         for label in CONFIGS:
             wrk(urls[label], body, args.warmup, work)
         for number in range(1, args.rounds + 1):
             for label in CONFIGS:
                 results[label].append(wrk(urls[label], body, args.duration, work))
-                rate, p99, errors = results[label][-1]
-                line = f"{rate:8.1f} req/s  p99 {p99:6.2f} ms  non-2xx {errors}"
+                rate, p50, p99, errors = results[label][-1]
+                line = f"{rate:8.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  non-2xx {errors}"
                 print(f"round {number} {label:8s} {line}", flush=True)
         metrics_url = f"http://127.0.0.1:{port_of(f'{network}-capture', 8082)}"
         answered = metric(
@@ -180,16 +184,25 @@ def run(args: argparse.Namespace, work: Path) -> bool:
 
 
 def report(results, written: float, dropped: float, args: argparse.Namespace) -> bool:
-    median = {label: statistics.median(r[0] for r in runs) for label, runs in results.items()}
-    p99 = {label: statistics.median(r[1] for r in runs) for label, runs in results.items()}
-    errors = sum(r[2] for runs in results.values() for r in runs)
+    def medians(index: int) -> dict[str, float]:
+        return {label: statistics.median(r[index] for r in runs) for label, runs in results.items()}
+
+    median, p50, p99 = medians(0), medians(1), medians(2)
+    errors = sum(r[3] for runs in results.values() for r in runs)
     print(f"\nmedian of {args.rounds} rounds of {args.duration} s, 2 workers, 8 connections:")
     for label in CONFIGS:
         ratio = median[label] / median["bare"]
-        line = f"{median[label]:8.1f} req/s ({ratio:6.1%} of bare)  p99 {p99[label]:.2f} ms"
+        line = (
+            f"{median[label]:8.1f} req/s ({ratio:6.1%} of bare)  "
+            f"p50 {p50[label]:.2f} ms  p99 {p99[label]:.2f} ms"
+        )
         print(f"  {label:8s} {line}")
     cost = 1 - median["capture"] / median["metrics"]
     print(f"capture at 100 % costs {cost:.1%} of requests/s (budget {BUDGET:.0%})")
+    print(
+        f"latency with capture / without: p50 {p50['capture'] / p50['metrics']:.2f}x, "
+        f"p99 {p99['capture'] / p99['metrics']:.2f}x"
+    )
     print(f"capture wrote {written:.0f} records, dropped {dropped:.0f}; non-2xx answers {errors}")
     return cost <= BUDGET and dropped == 0 and errors == 0
 

@@ -163,11 +163,10 @@ def test_monitor_reads_a_real_endpoints_captures(moto, registry, tmp_path: Path)
     assert version.tags["mlstack.monitor.last_run_id"] == run.info.run_id
 
 
-def test_no_baseline_is_one_line(moto, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+def test_no_baseline_is_one_line(moto, registry, tmp_path: Path) -> None:
+    uri, _ = registry  # the module's store: a run of its own, without a baseline
     client = MlflowClient(uri)
-    experiment = client.create_experiment("x", artifact_location=(tmp_path / "art").as_uri())
-    run = client.create_run(experiment)
+    run = client.create_run(client.get_experiment_by_name("monitor").experiment_id)
     client.create_registered_model("bare")
     version = client.create_model_version("bare", f"runs:/{run.info.run_id}/m", run.info.run_id)
     client.set_registered_model_alias("bare", "champion", version.version)

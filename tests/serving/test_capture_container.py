@@ -275,7 +275,7 @@ def test_paused_minio_drops_counted_predictions_unharmed(endpoint: Endpoint, dia
             worker.join(15)
     statuses = [status for _, status in load.answers]
     assert statuses and all(status == 200 for status in statuses), set(statuses)
-    assert load.slowest < 2, f"a prediction took {load.slowest:.1f} s while MinIO was paused"
+    assert load.slowest < 3, f"a prediction took {load.slowest:.1f} s while MinIO was paused"
     # Capture resumes by itself: a request after the pause is written.
     after = uuid.uuid4().hex
     assert endpoint.invoke(load.body, "application/json", after).status_code == 200
@@ -304,7 +304,11 @@ def test_sigterm_under_load_writes_everything_queued(
     try:
         load = Load(running, rows(diabetes_data, 1).to_json(orient="split"))
         workers = load.run()
-        wait_until(lambda: len(load.answers) >= 100, timeout=30, message="no load")
+        wait_until(
+            lambda: sum(status == 200 for _, status in load.answers) >= 100,
+            timeout=60,
+            message="fewer than 100 predictions",
+        )
         container.stop(timeout=40)  # SIGTERM, then gunicorn's graceful stop
         load.stop.set()
         for worker in workers:

@@ -243,7 +243,7 @@ class InferenceApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, self.close)
             return
         if scope["type"] != "http":
             return
@@ -283,7 +283,8 @@ class InferenceApp:
         return response
 
     def close(self) -> None:
-        """At the worker's exit (gunicorn's worker_exit): write what capture has queued."""
+        """At the worker's graceful stop (ASGI lifespan shutdown): write what capture has
+        queued."""
         self.capture.close()
 
     async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
@@ -329,12 +330,15 @@ def _closing(response: Response) -> Response:
     return response
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, on_shutdown: Callable[[], None]) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            # uvicorn's graceful stop has answered every request in flight: write what data
+            # capture still holds before the worker exits (off the loop: it may upload).
+            await asyncio.get_running_loop().run_in_executor(None, on_shutdown)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

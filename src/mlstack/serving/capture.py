@@ -9,8 +9,9 @@ uploads the file when it reaches INFERENCE_CAPTURE_FILE_MB, when it is
 INFERENCE_CAPTURE_FILE_SECONDS old, or when the hour changes (each hour has its folder).
 An upload that fails (the store is down or slow; bounded by short timeouts) drops that
 file's records, counted, and the writer goes on with the next file, so capture resumes by
-itself when the store answers again. `close` (gunicorn's worker_exit, after SIGTERM) writes
-everything still queued, within a bound, and logs the counts.
+itself when the store answers again. `close` (the worker's ASGI lifespan shutdown, once
+SIGTERM's graceful stop has answered every request in flight) writes everything still
+queued, within a bound, and logs the counts.
 """
 
 from __future__ import annotations

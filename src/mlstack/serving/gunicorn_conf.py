@@ -42,8 +42,8 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108 - gunicorn creates its own files there
 control_socket_disable = True
 
 
-# gunicorn's hooks: the metrics port in the master, a dead worker's gauges forgotten, and a
-# stopping worker's data capture written before it exits (SIGTERM: graceful_timeout above).
+# gunicorn's hooks, in the master: the metrics port, and a dead worker's gauges forgotten.
+# (A stopping worker writes its data capture at ASGI lifespan shutdown: worker.py.)
 def when_ready(server) -> None:
     if _settings.metrics_port:
         metrics.serve(_settings.metrics_port)
@@ -51,9 +51,3 @@ def when_ready(server) -> None:
 
 def child_exit(server, worker) -> None:
     metrics.worker_gone(worker.pid)
-
-
-def worker_exit(server, worker) -> None:
-    close = getattr(worker.wsgi, "close", None)
-    if close is not None:
-        close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +56,16 @@ def serve(port: int) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    start_http_server(port, registry=registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as error:  # before any worker starts: the server stops with one line
+        print(
+            f"mlstack-inference: error: INFERENCE_METRICS_PORT={port}: {error.strerror}; "
+            "choose a free port, or 0 for no metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(1)
     log.info("Prometheus metrics on port %d (/metrics)", port)
 
 
