@@ -13,16 +13,21 @@ p50 and p99 per container (median over rounds), the ratios to `bare`, and what c
 against `metrics` (requests/s and latency); then checks that the capture container wrote one
 record per request it answered and dropped none.
 
+`--in-process` times instead what each part costs per request, without Docker: the request
+path's `Capture.offer`, the metrics' `answered`, and the writer thread's encoding per record.
+
 Needs: the host venv (run this with its python), Docker, wrk (`apt-get install -y wrk`), the
 image (`make build-inference`) and the MinIO image (`.images.env`, or the public one).
 
     .venv/bin/python scripts/benchmarks/capture_bench.py --duration 15 --rounds 3
+    .venv/bin/python scripts/benchmarks/capture_bench.py --in-process
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -207,13 +212,64 @@ def report(results, written: float, dropped: float, args: argparse.Namespace) ->
     return cost <= BUDGET and dropped == 0 and errors == 0
 
 
+def in_process(calls: int = 20000) -> None:
+    """Microseconds per call of the request path's parts and of the writer's encoding."""
+    import time
+    from types import SimpleNamespace
+
+    from mlstack.serving import metrics
+    from mlstack.serving.capture import Capture, CaptureConfig
+
+    samples = metrics.prepare_directory()  # multiprocess mode, as in the image
+
+    class NullStore:
+        def put(self, key: str, body: bytes) -> None:
+            pass
+
+    served = metrics.Metrics()
+    config = CaptureConfig("s3://b/p", "bench", buffer_bytes=1 << 30, file_seconds=3600)
+    capture = Capture(config, store_factory=NullStore)
+    headers = {"content-type": "application/json"}
+    body = make_request_body().encode()
+    answer = SimpleNamespace(
+        status=200, content_type="application/json", body=b'{"predictions": [1.0]}'
+    )
+
+    def per_call(action) -> float:
+        started = time.perf_counter()
+        for _ in range(calls):
+            action()
+        return (time.perf_counter() - started) / calls * 1e6
+
+    answered = per_call(lambda: served.answered("/invocations", 200, time.perf_counter()))
+    offered = per_call(lambda: capture.offer(headers, body, answer))
+    started = time.perf_counter()
+    counts = capture.close()
+    encoded = (time.perf_counter() - started) / counts.written * 1e6
+    print(f"per request: Capture.offer {offered:.1f} us, metrics {answered:.1f} us")
+    print(f"writer thread, off the request path: {encoded:.1f} us per record ({counts.describe()})")
+    shutil.rmtree(samples, ignore_errors=True)
+
+
+def make_request_body() -> str:
+    """The benchmark's one-row request, without training the model."""
+    from sklearn.datasets import load_diabetes
+
+    features, _ = load_diabetes(return_X_y=True, as_frame=True)
+    return features.iloc[[0]].to_json(orient="split")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=f"mlstack/inference:{version()}")
     parser.add_argument("--duration", type=int, default=15, help="seconds per run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds before the rounds")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true", help="per-call costs, no Docker")
     args = parser.parse_args(argv)
+    if args.in_process:
+        in_process()
+        return 0
     with tempfile.TemporaryDirectory(prefix="mlstack-capture-bench-") as tmp:
         return 0 if run(args, Path(tmp)) else 1
 
