@@ -87,6 +87,14 @@ local-serve: venv build-inference ## Serve models:/MODEL_NAME@champion on 127.0.
 local-predict: venv data ## Send the first test row to the local endpoint, print the prediction
 	$(LOOP) predict
 
+# Traffic to the local endpoint (the last half with two features shifted), then its captures
+# in the stack's MinIO against the model's training data.
+.PHONY: local-monitor
+local-monitor: venv data ## Send traffic (half of it shifted) to the local endpoint, then `mlstack monitor`: drift report and MLflow run
+	$(LOOP) traffic
+	$(MLSTACK) monitor --since 1h --window 1m \
+		--ground-truth build/monitor/ground-truth.csv --output-dir build/monitor/report
+
 # A model image: mlstack/inference with one model and a venv of exactly its requirements,
 # for models saved with other versions than the image's (no network needed at start).
 .PHONY: build-model-image

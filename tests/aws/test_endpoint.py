@@ -96,6 +96,20 @@ def test_deploy_creates_model_config_and_endpoint(moto, registry, run_aws, tmp_p
     config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
     [variant] = config["ProductionVariants"]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.large", 1)
+    # SageMaker's own Data Capture, beside the models, in the format `mlstack monitor` reads.
+    assert config["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": "s3://mlstack-models/data-capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {
+            "CsvContentTypes": ["text/csv"],
+            "JsonContentTypes": ["application/json"],
+        },
+    }
+    assert f"--capture-destination s3://mlstack-models/data-capture --endpoint {endpoint}" in (
+        result.stderr
+    )
     model = sm.describe_model(ModelName=variant["ModelName"])
     assert model["ExecutionRoleArn"] == ROLE
     container = model["PrimaryContainer"]
@@ -142,6 +156,7 @@ def test_deploy_a_model_image_uploads_nothing(moto, registry, run_aws):
     ]
     assert container["Image"] == image
     assert "ModelDataUrl" not in container
+    assert not config.get("DataCaptureConfig")  # no MODEL_S3_URI, no CAPTURE_DESTINATION
 
 
 def test_deploy_names_a_missing_alias(moto, registry, run_aws):

@@ -52,6 +52,7 @@ def variables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "ENV_FILE": str(tmp_path_factory.mktemp("stack") / ".env"),
         "MLFLOW_PORT": str(free_port()),
         "MINIO_CONSOLE_PORT": str(free_port()),
+        "MINIO_PORT": str(free_port()),
     }
     try:
         yield values

@@ -49,7 +49,7 @@ EXPERIMENT = "e2e-diabetes"
 MODEL = "e2e-diabetes-rf"
 # What the test gives make for its stack; a command typed by hand has none of them.
 STACK_VARIABLES = ("COMPOSE_PROJECT", "ENV_FILE", "MLFLOW_PORT", "MINIO_CONSOLE_PORT")
-STACK_VARIABLES += ("SERVE_PORT", "EXPERIMENT_NAME", "MODEL_NAME")
+STACK_VARIABLES += ("MINIO_PORT", "SERVE_PORT", "EXPERIMENT_NAME", "MODEL_NAME")
 TEST_CSV = ROOT / "data" / "diabetes" / "test" / "test.csv"  # what `make data` writes
 
 
@@ -130,6 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "ENV_FILE": str(env_file),
         "MLFLOW_PORT": str(free_port()),
         "MINIO_CONSOLE_PORT": str(free_port()),
+        "MINIO_PORT": str(free_port()),
         "SERVE_PORT": str(free_port()),
         "EXPERIMENT_NAME": EXPERIMENT,
         "MODEL_NAME": MODEL,
@@ -177,6 +178,19 @@ def trained(up: Stack) -> Stack:
     return up
 
 
+@pytest.fixture
+def served(trained: Stack) -> Stack:
+    """The champion behind `make local-serve`, as test_02 leaves it."""
+    try:
+        ping = f"http://127.0.0.1:{trained.variables['SERVE_PORT']}/ping"
+        serving = requests.get(ping, timeout=2).status_code == 200
+    except requests.RequestException:
+        serving = False
+    if not serving:
+        trained.make("local-serve")
+    return trained
+
+
 def runs_of(stack: Stack) -> list:
     client = stack.client()
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -220,7 +234,13 @@ def test_01_local_up_twice_is_harmless(stack: Stack) -> None:
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     # The stack is its env file: its name and ports are recorded there.
     recorded = read_env_file(env_file)
-    for name in ("COMPOSE_PROJECT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT", "SERVE_PORT"):
+    for name in (
+        "COMPOSE_PROJECT",
+        "MLFLOW_PORT",
+        "MINIO_CONSOLE_PORT",
+        "SERVE_PORT",
+        "MINIO_PORT",
+    ):
         assert recorded[name] == stack.variables[name]
     stack.make("local-up")
     assert requests.get(f"{stack.tracking_uri}/health", timeout=5).text == "OK"
@@ -303,6 +323,45 @@ def test_02_train_tune_promote_serve_predict(stack: Stack) -> None:
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tuning[0].info.run_id]
     assert len(children) == 3
     assert all("AE-at-50th-percentile" in r.data.metrics for r in children)
+
+
+@pytest.mark.usefixtures("served")
+def test_02b_monitor_flags_the_shifted_features_and_logs_its_report(
+    stack: Stack, tmp_path: Path
+) -> None:
+    out = stack.make("local-monitor")
+    # make local-monitor shifts the first two features with many values: age and bmi.
+    flagged = [line.split()[0] for line in out.splitlines() if " DRIFT " in line]
+    assert [name for name in flagged if name != "prediction"] == ["age", "bmi"], out
+    folder = ROOT / "build" / "monitor" / "report"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["drifted_features"] == ["age", "bmi"]
+    assert summary["schema"] == {"missing": [], "unexpected": []}
+    # Every row sent has its target (local-predict's one request has none).
+    assert summary["quality"]["rows"] == summary["quality"]["labelled_rows"] > 0
+    client = stack.client()
+    run = client.get_run(summary["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")} == {
+        "monitoring/report.html",
+        "monitoring/summary.json",
+    }
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.tags["mlstack.monitor.last_run_id"] == run.info.run_id
+    assert run.data.tags["mlstack.monitor.model_version"] == champion.version
+
+    # The report as a person sees it, in a real browser: the verdict and the plots.
+    page = (folder / "report.html").as_uri()
+    dom = " ".join(browse(page, tmp_path / "dom", "--dump-dom").split())  # as it is shown
+    assert "Drift in 2 of 10 features: age, bmi" in dom
+    assert dom.count("data:image/png;base64,") == 2
+    shot = tmp_path / "monitoring-report.png"
+    browse(page, tmp_path / "shot", "--window-size=1100,1500", f"--screenshot={shot}")
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 200, "the report rendered (nearly) blank"
 
 
 @pytest.mark.usefixtures("trained")

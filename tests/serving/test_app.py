@@ -325,3 +325,42 @@ def test_requests_that_arrive_together_are_each_answered_as_alone(
         answers = [r.json()["predictions"][0] for r in responses]
         assert answers == forest_model.predict(rows).tolist()
         assert served.watchdog.running == {}
+
+
+class RecordingCapture:
+    """What the app hands data capture: offered answers, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.offered: list[int] = []
+        self.closed = False
+
+    def offer(self, headers, body, answer) -> None:
+        self.offered.append(answer.status)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_capture_is_offered_answers_and_closed_at_lifespan_shutdown(
+    forest_predictor, one_row
+) -> None:
+    served = InferenceApp(Settings(workers=1))
+    served.set_predictor(forest_predictor)
+    served.capture = recording = RecordingCapture()
+    call(served, "POST", "/invocations", one_row)
+    call(served, "POST", "/invocations", b"[", content_type="text/csv")
+    assert recording.offered == [200, 400]  # Capture.offer keeps only the 200
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            assert not recording.closed
+
+    asyncio.run(served({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert recording.closed

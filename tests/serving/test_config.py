@@ -128,7 +128,9 @@ def test_bad_setting_exits_with_one_line(capsys, monkeypatch) -> None:
     assert err.startswith("mlstack-inference: error: SAGEMAKER_BIND_TO_PORT")
 
 
-def test_gunicorn_settings_come_from_sagemaker_variables(monkeypatch) -> None:
+def test_gunicorn_settings_come_from_sagemaker_variables(monkeypatch, tmp_path) -> None:
+    # The metrics' sample directory (gunicorn_conf prepares it) in tmp_path, not /dev/shm.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9091")
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", "45")

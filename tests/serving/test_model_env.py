@@ -115,8 +115,8 @@ def test_venv_requirements() -> None:
         for line in IMAGE_REQUIREMENTS.read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
-    server = ["gunicorn", "uvicorn", "uvicorn-worker", "httptools", "uvloop",
-              "pydantic-settings", "tenacity"]  # fmt: skip
+    server = ["gunicorn", "uvicorn", "uvicorn-worker", "httptools", "uvloop", "boto3",
+              "prometheus-client", "pydantic-settings", "tenacity"]  # fmt: skip
     assert pins[4:] == ["numpy<2", *(image_pins[name] for name in server)]
     newer = model_env.venv_requirements(["mlflow==2.20.0", "numpy==2.1.0"], IMAGE_REQUIREMENTS)
     assert "numpy<2" not in newer and "numpy==2.1.0" in newer

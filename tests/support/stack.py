@@ -206,6 +206,8 @@ def tracking_server_env(mysql: MySQL, minio: MinIO, **overrides: str) -> dict[st
         "MLFLOW_WORKERS": "2",
         "ALLOWED_HOSTS": TRACKING_ALIAS,
         "DB_WAIT_TIMEOUT": "30",
+        # As the local stack's compose file sets it: MLflow's own /metrics.
+        "MLFLOW_EXPOSE_PROMETHEUS": "/tmp/mlflow-metrics",
     }
     env.update(overrides)
     return env

@@ -6,6 +6,7 @@ URI, holds no S3 credentials and cannot resolve container host names.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from testcontainers.core.network import Network
 
 from support.containers import run_to_exit
 from support.stack import (
+    AuthServer,
     MinIO,
     MySQL,
     TrackingServer,
@@ -100,6 +102,28 @@ def test_presigned_transfers_are_not_advertised(tracking_server: TrackingServer)
     assert info.status_code == 200
     assert info.json()["multipart_downloads_enabled"] is False
     assert info.json()["multipart_uploads_enabled"] is False
+
+
+def requests_counted(url: str, **login: object) -> float:
+    """The sum of MLflow's mlflow_http_request_total samples on /metrics."""
+    text = requests.get(f"{url}/metrics", timeout=10, **login).text
+    found = re.findall(r"^mlflow_http_request_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)
+    return sum(map(float, found))
+
+
+def test_mlflows_prometheus_metrics_add_up_across_workers(tracking_server: TrackingServer):
+    url = tracking_server.uri_from_host
+    before = requests_counted(url)
+    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    for _ in range(20):  # a connection each: both workers answer some
+        assert requests.get(search, timeout=10).status_code == 200
+    assert requests_counted(url) - before >= 20
+
+
+def test_metrics_need_a_login_when_access_control_is_on(auth_server: AuthServer) -> None:
+    url = auth_server.uri_from_host
+    assert requests.get(f"{url}/metrics", timeout=10).status_code == 401
+    assert requests_counted(url, auth=auth_server.admin) > 0
 
 
 # --- access control -------------------------------------------------------------------------

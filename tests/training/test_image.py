@@ -128,6 +128,10 @@ def test_tracked_training_job(
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         "plots/predicted_vs_actual.png"
     }
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")} == {
+        "monitoring/baseline.json",
+        "monitoring/reference.csv",
+    }
 
     test = pd.read_csv(tree.channel("test") / "test.csv")[FEATURES.split()].head(5)
     [model] = client.search_logged_models([run.info.experiment_id])

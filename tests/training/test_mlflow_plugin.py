@@ -190,3 +190,73 @@ def test_patched_once() -> None:
     sklearn_format.patch(module)
     module.log_model("model", "model")
     assert calls == [{"format": "cloudpickle", "trusted": None}]
+
+
+# --- the monitoring baseline of a script's logged model --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite tracking store for the module (creating its schema takes seconds)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    return uri
+
+
+@pytest.fixture
+def job_with_channel(monkeypatch: pytest.MonkeyPatch, tmp_path, store: str) -> Any:
+    """Inside a job (the toolkit's variables) whose train channel holds one CSV, with MLflow
+    on the SQLite store; Model.log wrapped for the test only."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import model as mlflow_model
+
+    from mlstack_mlflow_plugin import baseline
+    from support.stack import point_mlflow_at
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, 2)), columns=["a", "b"]).assign(y=rng.normal(size=50))
+    (tmp_path / "train").mkdir()
+    frame.to_csv(tmp_path / "train" / "train.csv", index=False)
+    for name, value in {**TOOLKIT_ENV, "SM_CHANNEL_TRAIN": str(tmp_path / "train")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SM_HPS", json.dumps({"target": "y"}))
+    monkeypatch.setattr(mlflow_model.Model, "log", mlflow_model.Model.__dict__["log"])
+    baseline.patch(mlflow_model)
+    point_mlflow_at(monkeypatch, store)
+    experiment = mlflow.MlflowClient().create_experiment(
+        f"plugin-{tmp_path.name}", artifact_location=(tmp_path / "art").as_uri()
+    )
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
+    return frame
+
+
+def test_a_logged_model_gets_its_baseline_unless_unnamed(job_with_channel, capsys) -> None:
+    import mlflow
+    from sklearn.linear_model import LinearRegression
+
+    frame = job_with_channel
+    model = LinearRegression().fit(frame[["a", "b"]], frame["y"])
+    signature = mlflow.models.infer_signature(frame[["a", "b"]], model.predict(frame[["a", "b"]]))
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(model, name="model", signature=signature, pip_requirements=[])
+    client = mlflow.MlflowClient()
+    paths = {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")}
+    assert paths == {"monitoring/baseline.json", "monitoring/reference.csv"}
+    path = client.download_artifacts(run.info.run_id, "monitoring/baseline.json")
+    with open(path) as file:
+        document = json.load(file)
+    assert ([f["name"] for f in document["features"]], document["target"]) == (["a", "b"], "y")
+    assert document["prediction"] == "prediction" and document["rows"] == 50
+    assert "monitoring baseline recorded" in capsys.readouterr().err
+
+    # Without a signature naming the inputs: one line, no baseline, the script goes on.
+    with mlflow.start_run() as bare:
+        mlflow.sklearn.log_model(model, name="model", pip_requirements=[])
+    assert not client.list_artifacts(bare.info.run_id, "monitoring")
+    assert "no monitoring baseline: the model's signature names no input columns" in (
+        capsys.readouterr().err
+    )

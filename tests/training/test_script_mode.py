@@ -128,6 +128,14 @@ def test_sklearn_container_script_runs_unchanged_and_its_model_is_served(
     saved = (saved_model / "MLmodel").read_text()
     assert f"mlflow_version: {MLFLOW_2}" in saved
     assert (tmp_path / job_name / "output" / "success").is_file()
+    # The image's plugin recorded the monitoring baseline of the model the script logged,
+    # through that 2.x client: the train channel, its statistics and predictions.
+    assert f"monitoring baseline recorded on run {run.info.run_id}" in log
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")} == {
+        "monitoring/baseline.json",
+        "monitoring/reference.csv",
+    }
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train"]
 
     # The logged model, served by the inference image, answers the reference's payload with
     # the prediction the model itself makes of it.

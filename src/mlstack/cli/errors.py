@@ -55,7 +55,10 @@ def first_line(text: object, limit: int = 300) -> str:
 
 
 def translated(error: Exception) -> CliError | None:
-    """A library's exception as the one line a user acts on; None for a genuine bug."""
+    """A library's exception as the one line a user acts on; None for a genuine bug. An
+    MlstackError of a module the images share with the CLI already says what to do."""
+    if isinstance(error, MlstackError):
+        return CliError(str(error))
     for translate in (_docker, _requests, _mlflow, _botocore):
         found = translate(error)
         if found is not None:

@@ -5,6 +5,7 @@ mlstack local ...                the local stack's loop, backup, restore
 mlstack aws ...                  AWS and SageMaker local mode
 mlstack build [NAME ...]         the three images (make build)
 mlstack build-model-image ...    an inference image with one model in its own env
+mlstack monitor ...              an endpoint's captured traffic against the training data
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mlstack.cli import data, images, model_image
 from mlstack.cli.aws.cli import aws
 from mlstack.cli.errors import MlstackGroup
 from mlstack.cli.local.cli import local
+from mlstack.cli.monitor.command import monitor
 from mlstack.cli.options import Context, env_file_of, env_file_option, shared_options
 from mlstack.cli.settings import (
     DEFAULT_ENV_FILE,
@@ -60,6 +62,7 @@ def quiet_foreign_header_providers() -> None:
 cli.add_command(local)
 cli.add_command(aws)
 cli.add_command(data.command)
+cli.add_command(monitor)
 
 
 @cli.command("build")

@@ -245,6 +245,8 @@ class LocalSettings(LoopSettings):
     mlflow_port: Port = 5000
     minio_console_port: Port = 9001
     serve_port: Port = 8080
+    minio_port: Port = 9000
+    capture_destination: str = ""
     mlflow_tracking_token: str = ""
     db_name: str = "mlflow"
     db_user: str = "mlflow"
@@ -276,6 +278,7 @@ class LocalSettings(LoopSettings):
             "MLFLOW_PORT": str(self.mlflow_port),
             "MINIO_CONSOLE_PORT": str(self.minio_console_port),
             "SERVE_PORT": str(self.serve_port),
+            "MINIO_PORT": str(self.minio_port),
         }
 
     @property
@@ -297,6 +300,40 @@ class LocalSettings(LoopSettings):
     def tracking_uri(self) -> str:
         """The tracking server as this machine reaches it."""
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def endpoint_name(self) -> str:
+        """The local endpoint's name in its captures, as deploy-endpoint names the AWS one."""
+        return f"mlstack-{self.model_name}"
+
+    @property
+    def capture_uri(self) -> str:
+        """CAPTURE_DESTINATION, else data-capture/ in the stack's artifact bucket."""
+        return self.capture_destination or local_capture_destination(self.artifacts_destination)
+
+    def minio_s3(self) -> Any:
+        """An S3 client on the stack's MinIO, from this machine, as the artifact bucket's user."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.minio_port}",
+            aws_access_key_id=self.minio_mlflow_user,
+            aws_secret_access_key=self.require("minio_mlflow_password"),
+            region_name="us-east-1",
+        )
+
+    def capture_environment(self) -> dict[str, str]:
+        """The local endpoint's data capture into the stack's MinIO, as the artifact bucket's
+        user (the bucket job's policy allows it that bucket only)."""
+        return {
+            "INFERENCE_CAPTURE_DESTINATION": self.capture_uri,
+            "INFERENCE_CAPTURE_ENDPOINT": self.endpoint_name,
+            "INFERENCE_CAPTURE_FILE_SECONDS": "2",
+            "AWS_ENDPOINT_URL_S3": "http://minio:9000",
+            "AWS_ACCESS_KEY_ID": self.minio_mlflow_user,
+            "AWS_SECRET_ACCESS_KEY": self.require("minio_mlflow_password"),
+        }
 
     def admin_login(self) -> dict[str, str]:
         """MLflow's credential variables for the stack's admin (.env), when auth is on."""
@@ -352,6 +389,9 @@ class AwsSettings(LoopSettings):
     endpoint_name: str = ""
     sagemaker_instance_type: str = "ml.m5.large"
     sagemaker_instance_count: WholeNumber = 1
+    # deploy-endpoint's Data Capture (DataCaptureConfig)
+    capture_destination: str = ""
+    capture_sampling_percentage: Annotated[int, Field(ge=0, le=100)] = 100
     test_csv: str = ""
     target: str = ""
     features: str = ""
@@ -368,6 +408,37 @@ class AwsSettings(LoopSettings):
     # sagemaker-local
     sagemaker_local_tracking_uri: str = ""
     sagemaker_local_output: Path = ROOT / "build" / "sagemaker-local"
+
+
+class MonitorSettings(Settings):
+    """`mlstack monitor`: the model, where its endpoint's captures are, the tracking server;
+    by default those of the local stack."""
+
+    mlflow_tracking_uri: str = ""
+    mlflow_port: Port = 5000
+    model_name: str = "diabetes-rf"
+    model_alias: str = "champion"
+    capture_destination: str = ""
+    artifacts_destination: str = "s3://mlflow/artifacts"
+    endpoint_name: str = ""
+    aws_endpoint_url_s3: str = ""
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, else the local stack's server."""
+        return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def capture_uri(self) -> str:
+        """CAPTURE_DESTINATION, else the local stack's (in its artifact bucket)."""
+        return self.capture_destination or local_capture_destination(self.artifacts_destination)
+
+
+def local_capture_destination(artifacts_destination: str) -> str:
+    """The local endpoint's capture destination: data-capture/ in the artifact bucket (the
+    bucket the stack's MinIO user may write)."""
+    bucket = artifacts_destination.removeprefix("s3://").split("/", 1)[0]
+    return f"s3://{bucket}/data-capture"
 
 
 class ModelImageSettings(Settings):
@@ -388,6 +459,7 @@ ALL_SETTINGS: tuple[type[Settings], ...] = (
     AwsSettings,
     ModelImageSettings,
     BuildSettings,
+    MonitorSettings,
 )
 
 
@@ -406,6 +478,11 @@ def export_for_libraries(values: Mapping[str, str]) -> None:
     the one place the CLI writes its own environment."""
     for name, value in values.items():
         os.environ[name] = value
+
+
+def default_for_libraries(values: Mapping[str, str]) -> None:
+    """export_for_libraries for the variables the user has not set."""
+    export_for_libraries({k: v for k, v in values.items() if k not in os.environ})
 
 
 def child_environment(**extra: str) -> dict[str, str]:

@@ -28,13 +28,14 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlstack.core.errors import StartupError
-from mlstack.serving import decoder, encoder, threads
+from mlstack.serving import capture, decoder, encoder, metrics, threads
 from mlstack.serving.config import Settings, load_settings
 from mlstack.serving.content_types import CSV, JSON, choose_output, parse_content_type
 from mlstack.serving.errors import (
@@ -165,6 +166,8 @@ class InferenceApp:
         self.loop_batch: LoopBatch[Begun, Response] = LoopBatch(
             self._process, settings.batch_max_rows, wait
         )
+        self.metrics = metrics.for_port(settings.metrics_port)
+        self.capture = capture.for_config(settings.capture, self.metrics.capture)
         self.execution_parameters = json.dumps(
             {
                 "MaxConcurrentTransforms": settings.workers,
@@ -201,6 +204,7 @@ class InferenceApp:
         """Load the model in a daemon thread; on failure call on_error with one line."""
 
         def run() -> None:
+            started = time.perf_counter()
             try:
                 predictor = loader(self.settings)
             except StartupError as error:
@@ -216,6 +220,7 @@ class InferenceApp:
                 predictor.generic_note,
                 predictor.batching_note,
             )
+            self.metrics.model_loaded(time.perf_counter() - started)
             self.set_predictor(predictor)
 
         thread = threading.Thread(target=run, name="model-loader", daemon=True)
@@ -333,10 +338,11 @@ class InferenceApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, self.close)
             return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
@@ -346,6 +352,7 @@ class InferenceApp:
         else:
             response = self.respond(method, path, headers)
         await _send(send, response, headers.get(CUSTOM_ATTRIBUTES), method == "HEAD")
+        self.metrics.answered(path, response.status, started)
 
     async def _invoke(self, headers: Mapping[str, str], receive: Receive) -> Response:
         """Read the body (bounded in size and time), then predict on the worker's thread."""
@@ -363,8 +370,14 @@ class InferenceApp:
             # client, still sending, reads this answer rather than a reset.
             log.warning("POST /invocations: %d %s", error.status, error.message)
             return error_response(error)
-        invocation = Invocation(headers, body)
-        if self.predictor.fast is None or len(body) > INLINE_MAX_BYTES:
+        response = await self._predict(Invocation(headers, body))
+        self.capture.offer(headers, body, response)  # queued only: capture.py
+        return response
+
+    async def _predict(self, invocation: Invocation) -> Response:
+        """The answer, on the event loop (small fast-path requests, batched) or on the
+        worker's prediction thread."""
+        if self.predictor.fast is None or len(invocation.body) > INLINE_MAX_BYTES:
             return await self.thread.submit(invocation)
         begun = self._begin(invocation)
         if isinstance(begun, Response):
@@ -372,6 +385,11 @@ class InferenceApp:
         if begun.work.route == FAST and begun.work.rows <= INLINE_MAX_ROWS:
             return await self.loop_batch.submit(begun)
         return await self.thread.submit(begun)
+
+    def close(self) -> None:
+        """At the worker's graceful stop (ASGI lifespan shutdown): write what capture has
+        queued."""
+        self.capture.close()
 
     async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         limit = self.settings.max_payload_bytes
@@ -416,12 +434,15 @@ def _closing(response: Response) -> Response:
     return response
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, on_shutdown: Callable[[], None]) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            # uvicorn's graceful stop has answered every request in flight: write what data
+            # capture still holds before the worker exits (off the loop: it may upload).
+            await asyncio.get_running_loop().run_in_executor(None, on_shutdown)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

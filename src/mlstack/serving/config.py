@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mlstack.core.errors import StartupError
 from mlstack.core.settings import Settings as BaseSettings
 from mlstack.core.settings import env, load
+from mlstack.serving.capture import MODES, CaptureConfig
+from mlstack.serving.capture_format import split_s3_uri
 from mlstack.serving.threads import available_cpus
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -81,8 +83,25 @@ class Settings(BaseSettings):
     # The entrypoint's hand-overs to the workers and to itself after re-exec (model_env).
     model_report: str = env("MLSTACK_MODEL_ENVIRONMENT", "{}")
     model_venv_active: str | None = env("MLSTACK_MODEL_VENV_ACTIVE")
+    # Prometheus metrics on a port of their own (metrics.py); 0 turns them off.
+    metrics_port: int = env("INFERENCE_METRICS_PORT", 8082, 0)
+    # Data capture (capture.py): SageMaker's DataCaptureConfig for this container; off
+    # unless a destination is set.
+    capture_destination: str | None = env("INFERENCE_CAPTURE_DESTINATION")
+    capture_sampling_percentage: int = env("INFERENCE_CAPTURE_SAMPLING_PERCENTAGE", 100, 0, le=100)
+    capture_mode: str = env("INFERENCE_CAPTURE_MODE", "both")
+    capture_csv_content_types: str = env("INFERENCE_CAPTURE_CSV_CONTENT_TYPES", "text/csv")
+    capture_json_content_types: str = env(
+        "INFERENCE_CAPTURE_JSON_CONTENT_TYPES", "application/json"
+    )
+    capture_kms_key_id: str | None = env("INFERENCE_CAPTURE_KMS_KEY_ID")
+    capture_endpoint: str = env("INFERENCE_CAPTURE_ENDPOINT", "local-endpoint")
+    capture_variant: str = env("INFERENCE_CAPTURE_VARIANT", "AllTraffic")
+    capture_buffer_mb: int = env("INFERENCE_CAPTURE_BUFFER_MB", 16, 1)
+    capture_file_mb: int = env("INFERENCE_CAPTURE_FILE_MB", 8, 1)
+    capture_file_seconds: int = env("INFERENCE_CAPTURE_FILE_SECONDS", 60, 1)
 
-    @field_validator("port")
+    @field_validator("port", "metrics_port")
     @classmethod
     def _tcp_port(cls, port: int) -> int:
         if port > MAX_PORT:
@@ -99,10 +118,28 @@ class Settings(BaseSettings):
             )
         return seconds
 
-    @field_validator("log_level", "env_policy")
+    @field_validator("capture_destination")
+    @classmethod
+    def _s3_uri(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            split_s3_uri(uri)  # its ValueError names what is wrong
+        return uri
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.metrics_port == self.port:
+            raise StartupError(
+                f"INFERENCE_METRICS_PORT={self.metrics_port} is the serving port "
+                "(SAGEMAKER_BIND_TO_PORT): choose another, or 0 for no metrics"
+            )
+        return self
+
+    @field_validator("log_level", "env_policy", "capture_mode")
     @classmethod
     def _one_of(cls, value: str, info: Any) -> str:
-        allowed = LOG_LEVELS if info.field_name == "log_level" else POLICIES
+        allowed = {"log_level": LOG_LEVELS, "env_policy": POLICIES, "capture_mode": MODES}[
+            info.field_name
+        ]
         if value.lower() not in allowed:
             choices = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
             raise ValueError(f"must be {choices}, got {value.lower()!r}")
@@ -117,6 +154,30 @@ class Settings(BaseSettings):
     def max_payload_bytes(self) -> int | None:
         """The largest accepted request body; None when the limit is off (0)."""
         return self.max_payload_mb * MEBIBYTE if self.max_payload_mb else None
+
+    @property
+    def capture(self) -> CaptureConfig | None:
+        """The data capture settings; None when INFERENCE_CAPTURE_DESTINATION is unset."""
+        if not self.capture_destination:
+            return None
+        return CaptureConfig(
+            destination=self.capture_destination,
+            endpoint=self.capture_endpoint,
+            variant=self.capture_variant,
+            sampling_percentage=self.capture_sampling_percentage,
+            mode=self.capture_mode,
+            csv_content_types=_types(self.capture_csv_content_types),
+            json_content_types=_types(self.capture_json_content_types),
+            kms_key_id=self.capture_kms_key_id,
+            buffer_bytes=self.capture_buffer_mb * MEBIBYTE,
+            file_bytes=self.capture_file_mb * MEBIBYTE,
+            file_seconds=float(self.capture_file_seconds),
+        )
+
+
+def _types(listed: str) -> tuple[str, ...]:
+    """A comma-separated list of content types."""
+    return tuple(part.strip() for part in listed.split(",") if part.strip())
 
 
 def load_settings(given: Mapping[str, str] | None = None) -> Settings:

@@ -7,9 +7,12 @@ contract's knobs. gunicorn also reads GUNICORN_CMD_ARGS for anything else.
 
 import multiprocessing
 
+from mlstack.serving import metrics
 from mlstack.serving.config import load_settings
 
 _settings = load_settings()
+# Before any worker imports prometheus_client (metrics.py says why).
+metrics.prepare_directory()
 
 # Made in the master, inherited by every forked worker: how many have loaded the
 # model. /ping answers 200 only when all have (mlstack.serving.lifecycle.Readiness).
@@ -37,3 +40,14 @@ errorlog = "-"
 worker_tmp_dir = "/dev/shm"  # noqa: S108 - gunicorn creates its own files there
 # No control socket: nothing administers the server from inside the container.
 control_socket_disable = True
+
+
+# gunicorn's hooks, in the master: the metrics port, and a dead worker's gauges forgotten.
+# (A stopping worker writes its data capture at ASGI lifespan shutdown: worker.py.)
+def when_ready(server) -> None:
+    if _settings.metrics_port:
+        metrics.serve(_settings.metrics_port)
+
+
+def child_exit(server, worker) -> None:
+    metrics.worker_gone(worker.pid)

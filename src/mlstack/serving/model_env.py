@@ -54,6 +54,8 @@ SERVER_ONLY = (
     "httptools",
     "pydantic-settings",
     "tenacity",
+    "prometheus-client",  # metrics.py
+    "boto3",  # capture.py's S3 writes
 )
 # MLflow flavour -> the library whose version decides how the model loads and predicts.
 FLAVOUR_LIBRARIES = {

@@ -20,8 +20,11 @@ class InferenceWorker(UvicornWorker):
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
         "http": "httptools",
-        # The app loads its model itself (a background thread, so /ping can say 503).
-        "lifespan": "off",
+        # Startup completes at once: the app loads its model itself (a background thread, so
+        # /ping can say 503). Shutdown, after every request in flight is answered, writes what
+        # data capture holds: gunicorn's worker_exit never runs here, since uvicorn re-raises
+        # SIGTERM once it has stopped serving, and the worker dies of it.
+        "lifespan": "on",
         "access_log": False,
         "server_header": False,
         # The app reads no client address: no X-Forwarded-For middleware on every request.

@@ -135,6 +135,9 @@ class Settings(StoreSettings):
     # Proxies whose X-Forwarded-* headers are believed (IPs or CIDRs).
     forwarded_allow_ips: str = env("FORWARDED_ALLOW_IPS", LOOPBACK)
     keepalive: int = env("KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_S, 1)
+    # `mlflow server --expose-prometheus DIR`'s variable: MLflow's own /metrics, its workers'
+    # samples kept in DIR (entrypoint, gunicorn_conf).
+    expose_prometheus: str | None = env("MLFLOW_EXPOSE_PROMETHEUS")
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

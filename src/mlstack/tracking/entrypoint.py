@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import uuid
+from pathlib import Path
 
 from mlstack.core.errors import StartupError
 from mlstack.tracking import artifacts, auth, database, schema
@@ -66,6 +67,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
         _MLFLOW_SERVER_BOOT_ID.name: uuid.uuid4().hex,
         _MLFLOW_IN_JOB_EXECUTOR.name: "false",
     }
+    if settings.expose_prometheus:
+        env.update(prometheus_environment(settings.expose_prometheus))
     if settings.allowed_hosts and not settings.mlflow_allowed_hosts:
         env["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(allowed_host_patterns(settings.allowed_hosts))
     if settings.auth is not None:
@@ -76,8 +79,34 @@ def server_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def prometheus_environment(directory: str) -> dict[str, str]:
+    """What `mlflow server --expose-prometheus DIR` sets: MLflow's app then serves /metrics
+    through prometheus_flask_exporter's multiprocess collector, which reads every worker's
+    samples from DIR (mlflow/server/__init__.py, prometheus_exporter.py). prometheus_client
+    itself reads the upper-case name; MLflow checks the lower-case one."""
+    from mlflow.server.constants import PROMETHEUS_EXPORTER_ENV_VAR
+
+    return {PROMETHEUS_EXPORTER_ENV_VAR: directory, "PROMETHEUS_MULTIPROC_DIR": directory}
+
+
+def empty_directory(directory: str) -> None:
+    """The metrics directory, without an earlier server's samples (they would be counted
+    again): prometheus_client's files, `*.db`, removed; nothing else touched."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+    except OSError as error:
+        raise StartupError(
+            f"MLFLOW_EXPOSE_PROMETHEUS={directory}: cannot empty it or create it "
+            f"({error.strerror}); give a writable path, e.g. /tmp/mlflow-metrics"
+        ) from None
+
+
 def prepare(settings: Settings) -> None:
     """Everything before serving; leaves the server's variables in os.environ."""
+    if settings.expose_prometheus:
+        empty_directory(settings.expose_prometheus)
     database.wait_for_database(settings.backend_store_uri, settings.db_wait_timeout)
     artifacts.check_bucket(
         settings.artifacts_destination, settings.s3_endpoint_url, settings.db_wait_timeout

@@ -19,7 +19,7 @@ from types import TracebackType
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
-from mlstack_mlflow_plugin import settings, sklearn_format
+from mlstack_mlflow_plugin import baseline, settings, sklearn_format
 from mlstack_mlflow_plugin.job import FAILURE_TAG, FAILURE_TAG_LIMIT, run_tags, tracking_variables
 
 _previous_hook = sys.excepthook
@@ -60,12 +60,13 @@ class JobRunContext(RunContextProvider):
 
 
 def _prepare() -> None:
-    """At `import mlflow` in a job's script: the job's MLflow variables, and the scikit-learn
-    format default."""
+    """At `import mlflow` in a job's script: the job's MLflow variables, the scikit-learn
+    format default, and the monitoring baseline of the models it logs."""
     job = settings.read()
     if job.in_job:
         os.environ.update(tracking_variables(job))
         sklearn_format.install()
+        baseline.install()
 
 
 _prepare()

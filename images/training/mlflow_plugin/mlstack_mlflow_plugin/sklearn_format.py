@@ -16,13 +16,12 @@ already (2.x) are left alone. The README's script-mode section gives the securit
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
 import inspect
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from mlstack_mlflow_plugin import on_import
 
 MODULE = "mlflow.sklearn"
 FORMAT = "serialization_format"
@@ -62,33 +61,7 @@ def patch(module: ModuleType) -> None:
             setattr(module, name, with_cloudpickle_default(function))
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches mlflow.sklearn right after it is first imported (not before: importing it
-    costs a script that never saves a scikit-learn model)."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != MODULE:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        loader = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        execute = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            execute(module)
-            patch(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's loader
-        return spec
-
-
 def install() -> None:
-    """Patch mlflow.sklearn now if it is imported, else as soon as it is."""
-    module = sys.modules.get(MODULE)
-    if module is not None:
-        patch(module)
-    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    """Patch mlflow.sklearn now if it is imported, else as soon as it is (importing it costs
+    a script that never saves a scikit-learn model)."""
+    on_import.install(MODULE, patch)

@@ -78,6 +78,8 @@ def deploy_fargate_command(ctx: click.Context, **o) -> None:
 @option("model_s3_uri", "where model.tar.gz goes (required without --model-image-uri)")
 @option("model_image_uri", "a pushed model image: nothing uploaded")
 @option("endpoint_name", "endpoint [default mlstack-MODEL_NAME]")
+@option("capture_destination", "Data Capture to [default MODEL_S3_URI's bucket/data-capture]")
+@option("capture_sampling_percentage", "requests captured, 0-100", type=int)
 @click.pass_context
 def deploy_endpoint_command(ctx: click.Context, **o) -> None:
     """Deploy MODEL_NAME@MODEL_ALIAS to a SageMaker real-time endpoint; print its name."""

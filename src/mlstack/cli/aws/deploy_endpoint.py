@@ -86,10 +86,10 @@ def pack(model_dir: Path, tarball: Path) -> Path:
     return tarball
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
+def split_s3_uri(uri: str, name: str = "MODEL_S3_URI") -> tuple[str, str]:
     """s3://bucket/prefix -> (bucket, prefix without slashes at its ends)."""
     if not uri.startswith("s3://") or len(uri) <= len("s3://"):
-        raise AwsScriptError(f"MODEL_S3_URI must be s3://bucket[/prefix], got {uri!r}")
+        raise AwsScriptError(f"{name} must be s3://bucket[/prefix], got {uri!r}")
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     return bucket, prefix.strip("/")
 
@@ -115,6 +115,33 @@ def endpoint_exists(sm, name: str) -> bool:
     return True
 
 
+def capture_config(destination: str, percentage: int) -> dict:
+    """SageMaker's own Data Capture for the endpoint (DataCaptureConfig of
+    CreateEndpointConfig): requests and responses, CSV and JSON as text, the rest base64 (the
+    SDK's DataCaptureConfig defaults), in the format `mlstack monitor` reads."""
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percentage,
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {
+            "CsvContentTypes": ["text/csv"],
+            "JsonContentTypes": ["application/json"],
+        },
+    }
+
+
+def capture_destination(settings: AwsSettings) -> str | None:
+    """CAPTURE_DESTINATION, else data-capture/ beside the models in MODEL_S3_URI's bucket;
+    None (no capture) for a model image without either."""
+    if settings.capture_destination:
+        split_s3_uri(settings.capture_destination, "CAPTURE_DESTINATION")
+        return settings.capture_destination.rstrip("/")
+    if settings.model_s3_uri:
+        return f"s3://{split_s3_uri(settings.model_s3_uri)[0]}/data-capture"
+    return None
+
+
 def deploy(
     sm,
     endpoint: str,
@@ -124,6 +151,7 @@ def deploy(
     role: str,
     instance_type: str,
     instance_count: int,
+    capture: dict | None = None,
 ) -> str:
     """Create Model and EndpointConfig, then create or update the endpoint; return its ARN."""
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -155,6 +183,7 @@ def deploy(
             }
         ],
         Tags=tags,
+        **({"DataCaptureConfig": capture} if capture else {}),
     )
     if endpoint_exists(sm, endpoint):
         print(f"updating endpoint {endpoint} to {resource}", file=sys.stderr)
@@ -192,6 +221,16 @@ def main(settings: AwsSettings) -> None:
             model_data = upload(session.client("s3"), tarball, s3_uri, model)
     where = model_data or f"in {image}"
     print(f"{model.name}@{model.alias} is version {model.version}: {where}", file=sys.stderr)
+    destination = capture_destination(settings)
+    capture = None
+    if destination:
+        capture = capture_config(destination, settings.capture_sampling_percentage)
+        print(
+            f"data capture: {settings.capture_sampling_percentage}% of requests to "
+            f"{destination}/{endpoint}/{VARIANT}/; read it with `mlstack monitor "
+            f"--capture-destination {destination} --endpoint {endpoint}`",
+            file=sys.stderr,
+        )
     deploy(
         session.client("sagemaker"),
         endpoint,
@@ -201,5 +240,6 @@ def main(settings: AwsSettings) -> None:
         role,
         settings.sagemaker_instance_type,
         settings.sagemaker_instance_count,
+        capture,
     )
     print(endpoint)

@@ -1,5 +1,5 @@
 """`mlstack local ...`: the local stack (up, login, down ...), its loop (train, hpo, promote,
-serve, predict, demo), backup and restore: the Makefile's local-* targets.
+serve, predict, traffic, demo), backup and restore: the Makefile's local-* targets.
 
 The group's options (and the root's --env-file) are accepted after the command too
 (`mlstack local train --tracking-uri URI`); there they win over the same option before it.
@@ -7,6 +7,7 @@ The group's options (and the root's --env-file) are accepted after the command t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -17,8 +18,10 @@ from mlstack.cli.local import hpo as tunings
 from mlstack.cli.local import loop as loops
 from mlstack.cli.local import promote as promotions
 from mlstack.cli.local import stack as stacks
+from mlstack.cli.local import traffic as traffics
 from mlstack.cli.local.login import login_lines, write_login
 from mlstack.cli.local.make_env import main as make_env
+from mlstack.cli.monitor.captures import Location
 from mlstack.cli.options import (
     GIVEN,
     env_file_of,
@@ -145,6 +148,47 @@ def predict(ctx: click.Context, endpoint: str | None) -> None:
 
 
 @command()
+@click.option("--endpoint", help="the endpoint's URL [default http://127.0.0.1:SERVE_PORT]")
+@click.option("--rows", type=int, help="test rows to send, each once [default all]")
+@click.option("--shifted-share", default=0.5, show_default=True, help="the last ones shifted")
+@click.option("--shift", multiple=True, help="FEATURE=STDS [default: 2 features by 2 std]")
+@click.option(
+    "--ground-truth",
+    default=Path("build/monitor/ground-truth.csv"),
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="where the rows' true targets go, by inference id",
+)
+@click.pass_context
+def traffic(
+    ctx: click.Context, endpoint: str | None, rows: int | None, shifted_share: float, **o
+) -> None:
+    """Send test rows to the endpoint, the last ones with features shifted (for monitor)."""
+    settings = make_loop(ctx).settings
+    endpoint = endpoint or settings.endpoint
+    spec = loops.data_spec(settings.data_dir)
+    started = datetime.now(UTC).replace(microsecond=0)  # captures keep whole seconds
+    sent = traffics.send(
+        endpoint,
+        settings.data_dir / "test" / "test.csv",
+        spec["target"],
+        spec["features"].split(),
+        rows,
+        shifted_share,
+        o["shift"],
+        o["ground_truth"],
+    )
+    shifted = ", ".join(f"{name} +{stds:g} std" for name, stds in sent.shifted.items())
+    print(
+        f"sent {sent.rows} rows in {sent.requests} requests to {endpoint}; the last "
+        f"{shifted_share:.0%} shifted: {shifted}; ground truth in {sent.ground_truth}"
+    )
+    location = Location(settings.capture_uri, settings.endpoint_name)
+    traffics.wait_captured(settings.minio_s3(), location, started, sent.ids)
+    print(f"captured: all {sent.requests} requests are in {location.uri}")
+
+
+@command()
 @option("inference_image", "inference image (default mlstack/inference:VERSION)", "--image")
 @option("serve_port", "the endpoint's port on 127.0.0.1", "--port", type=int)
 @click.option("--container", help="the endpoint's container [default COMPOSE_PROJECT-inference]")
@@ -193,10 +237,13 @@ def make_env_command(ctx: click.Context, example: str) -> None:
 
 
 def named(name: str | None, port: int | None) -> dict[str, object]:
-    """--name and --port as settings: MinIO's console on PORT+1, the endpoint on PORT+2."""
+    """--name and --port as settings: MinIO's console on PORT+1, the endpoint on PORT+2,
+    MinIO's S3 API on PORT+3."""
     given: dict[str, object] = {"compose_project": name}
     if port is not None:
-        given.update(mlflow_port=port, minio_console_port=port + 1, serve_port=port + 2)
+        given.update(
+            mlflow_port=port, minio_console_port=port + 1, serve_port=port + 2, minio_port=port + 3
+        )
     return given
 
 
@@ -220,7 +267,9 @@ def require_recorded(env_file: Path, settings: LocalSettings) -> None:
 
 @command()
 @option("compose_project", "the stack's name (its compose project)", "--name")
-@option("mlflow_port", "the tracking server's port (MinIO +1, the endpoint +2)", "--port", type=int)
+@option(
+    "mlflow_port", "the tracking server's port (MinIO +1, endpoint +2, S3 +3)", "--port", type=int
+)
 @click.option("--example", default=".env.example", show_default=True, type=click.Path(exists=True))
 @click.pass_context
 def up(

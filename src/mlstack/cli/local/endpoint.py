@@ -88,6 +88,7 @@ def serve(loop: Loop, container: str, timeout: float) -> None:
         "MODEL_URI": model_uri,
         "MLFLOW_TRACKING_URI": loop.tracking_uri_in_network,
         **settings.tracking_credentials(),  # environment, never a command line
+        **settings.capture_environment(),  # data capture into the stack's MinIO
     }
     try:
         docker_engine.client().containers.run(
@@ -107,6 +108,7 @@ def serve(loop: Loop, container: str, timeout: float) -> None:
         raise JobError(f"network {loop.network} does not exist: run `make local-up`") from None
     wait_ready(settings.endpoint, container, timeout)
     print(f"Endpoint: {settings.endpoint}/invocations")
+    print(f"Data capture: {settings.capture_uri}/{settings.endpoint_name}/")
 
 
 def predict(loop: Loop, endpoint: str | None = None) -> None:

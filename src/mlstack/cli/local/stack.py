@@ -110,7 +110,7 @@ def port_user(port: int, project: str) -> str | None:
     return None if port_free(port) else "another program"
 
 
-def free_port_block(size: int = 3) -> int:
+def free_port_block(size: int = 4) -> int:
     """The first port P of PORT_SEARCH with P .. P+size-1 all free on 127.0.0.1."""
     for start in PORT_SEARCH:
         if all(port_free(start + offset) for offset in range(size)):
@@ -135,6 +135,7 @@ def require_ports(settings: LocalSettings) -> None:
     for variable, port in (
         ("MLFLOW_PORT", settings.mlflow_port),
         ("MINIO_CONSOLE_PORT", settings.minio_console_port),
+        ("MINIO_PORT", settings.minio_port),
     ):
         user = port_user(port, settings.compose_project)
         if user is not None:
