@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,3 +170,35 @@ def test_decimals_in_float_columns_pass_the_quick_check() -> None:
         schema.check_types(Table(["a", "b"], [[1.5, True]]))
     with pytest.raises(BadRequest, match="which no double holds exactly"):
         schema.check_types(Table(["a", "b"], [[2**53 + 1, 2.5]]))
+
+
+@pytest.mark.parametrize(
+    ("cell", "value"),
+    [
+        (" 2 ", 2.0),
+        ("1_000", 1000.0),
+        ("١٢", 12.0),
+        ("-Infinity", -math.inf),
+        ("", None),
+        ("1e999", "'1e999'"),
+        ("9" * 400, repr("9" * 40)),
+        ("1.5\x00", repr("1.5\x00")),
+        ("0x1p3", "'0x1p3'"),
+    ],
+)
+def test_csv_numbers_deep_in_a_batch(cell: str, value: float | str | None) -> None:
+    """All-number tables are converted at once; each cell still follows the one-cell rule
+    and a bad one is named by its row and column."""
+    schema = TableSchema([ColumnSpec("a", "double"), ColumnSpec("b", "float")])
+    rows = [[repr(index / 7), repr(index * 1.1)] for index in range(1000)]
+    rows[737][1] = cell
+    table = Table(["a", "b"], rows)
+    if isinstance(value, str):
+        with pytest.raises(BadRequest) as refused:
+            schema.convert_text(table)
+        assert str(refused.value) == f"column 'b' expects float values; row 737 has {value}"
+        return
+    converted = schema.convert_text(table)
+    assert converted.rows[737][1] == value
+    assert converted.rows[999] == [999 / 7, 999 * 1.1]
+    assert np.array_equal(schema.matrix(converted, ["b", "a"])[:, 1], [i / 7 for i in range(1000)])

@@ -17,7 +17,7 @@ import csv
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mlstack.serving.config import Limits
@@ -49,10 +49,12 @@ class KnownColumns(Protocol):
 
 @dataclass(frozen=True)
 class Table:
-    """Rows of values; columns are None when the values are positional."""
+    """Rows of values; columns are None when the values are positional. matrix: the same
+    rows as a float64 array, when they were converted to numbers all at once."""
 
     columns: list[str] | None
     rows: list[list[Any]]
+    matrix: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import io
 import json
 from typing import Any
 
+import numpy as np
+
 from mlstack.serving.errors import NotAcceptable
 
 
@@ -54,6 +56,11 @@ def csv_predictions(predictions: Any) -> bytes:
     """One line per row: a value, or comma-separated values; DataFrames with a header."""
     if hasattr(predictions, "to_csv") and hasattr(predictions, "columns"):
         return predictions.to_csv(index=False, lineterminator="\n").encode()
+    numbers = isinstance(predictions, np.ndarray) and predictions.dtype.kind in "fiu"
+    if numbers and predictions.ndim == 1:
+        # One number a row (a regressor's answer): the text csv.writer writes for each, str().
+        values = predictions.tolist()
+        return ("\n".join(map(str, values)) + "\n").encode() if values else b""
     rows = to_jsonable(predictions)
     if not isinstance(rows, list):
         rows = [rows]
