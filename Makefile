@@ -235,7 +235,7 @@ lint: venv ## ruff: lint and format check
 
 .PHONY: test
 test: venv venv-sdk2 ## Run every test (builds images; needs Docker)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20
 
 # Every test must pass in any order: pytest-randomly shuffles the files and the tests in each
 # and prints its seed ("Using --randomly-seed=N"); SEED=N repeats that order.

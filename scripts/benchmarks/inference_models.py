@@ -60,8 +60,10 @@ class BenchModel:
 def diabetes(root: Path) -> Data:
     """`make data`'s diabetes channels written under root and read as the training job does."""
     opt_ml = OptML(root)
-    assert prepare_data.main(["--dataset", "diabetes", "--output", str(root / "input/data")]) == 0
-    frames = {name: training_data.read_channel(opt_ml, name) for name in ("train", "test")}
+    prepare_data.prepare(root / "input/data", dataset="diabetes")
+    frames = {
+        name: training_data.read_channel(opt_ml.channel(name), name) for name in ("train", "test")
+    }
     features = training_data.feature_columns(frames["train"], (), TARGET)
     chosen = {
         name: training_data.select(frame, features, TARGET, name) for name, frame in frames.items()

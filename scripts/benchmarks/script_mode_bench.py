@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="script-mode-bench-") as tmp:
         base = Path(tmp)
         data = base / "data"
-        prepare_data.main(["--dataset", "diabetes", "--output", str(data)])
+        prepare_data.prepare(data, dataset="diabetes")
         results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
         for round_ in range(args.rounds):
             for kind, image in kinds.items():
