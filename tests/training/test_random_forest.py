@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.tracking.context import registry
@@ -132,7 +133,10 @@ def test_trains_without_tracking(
 
 
 def test_tracked_run(
-    tracked_job: Callable[..., tuple[OptML, Ended]], sqlite_uri: str, experiment: str
+    tracked_job: Callable[..., tuple[OptML, Ended]],
+    sqlite_uri: str,
+    experiment: str,
+    tmp_path: Path,
 ) -> None:
     hyperparameters = {"n_estimators": "5", "target": TARGET}
     hyperparameters["experiment_name"] = json.dumps(experiment)  # as the SDK encodes it
@@ -156,11 +160,25 @@ def test_tracked_run(
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
         "plots",
         "feature_importances.json",
+        "monitoring",
     }
     [logged] = client.search_logged_models([run.info.experiment_id])
     assert logged.source_run_id == run.info.run_id
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     assert model.metadata.get_input_schema().input_names() == FEATURES.split()
+    # The monitoring baseline, recorded by the image's MLflow plugin as for any script: the
+    # train channel as the run's dataset input, its statistics, and a reference sample with
+    # the model's predictions (`mlstack monitor` reads them).
+    [dataset] = run.inputs.dataset_inputs
+    assert (dataset.dataset.name, dataset.tags[0].value) == ("train", "training")
+    folder = Path(client.download_artifacts(run.info.run_id, "monitoring", str(tmp_path)))
+    baseline = json.loads((folder / "baseline.json").read_text())
+    assert [f["name"] for f in baseline["features"]] == FEATURES.split()
+    assert (baseline["target"], baseline["prediction"]) == (TARGET, "prediction")
+    reference = pd.read_csv(folder / "reference.csv")
+    assert len(reference) == baseline["rows"] == baseline["reference_rows"]
+    expected = model.predict(reference[FEATURES.split()])
+    assert reference["prediction"].tolist() == pytest.approx(list(expected))
 
 
 def test_failure_after_the_run_started_ends_it_failed(

@@ -53,6 +53,10 @@ class JobRunContext(RunContextProvider):
         active = settings.read().in_job
         if active and sys.excepthook is _previous_hook:
             sys.excepthook = _end_runs_then_report
+        if active:
+            # MLflow 2.x loads this plugin while mlflow.models.model is still being imported,
+            # too early to wrap Model.log; at a run's start every import is done (idempotent).
+            baseline.install()
         return active
 
     def tags(self) -> dict[str, str]:
