@@ -1,8 +1,8 @@
 """`mlstack monitor` (`make local-monitor`): compare an endpoint's captured traffic with the
 model's training data; write the report; log it to MLflow as a monitoring run.
 
-The same command reads the local stack's MinIO (AWS_ENDPOINT_URL_S3 and MinIO's keys, which
-`make local-monitor` exports) and a SageMaker endpoint's captures in S3 (your AWS
+The same command reads the local stack's captures (no MLFLOW_TRACKING_URI: the stack of the
+env file, its MinIO and its tracking server) and a SageMaker endpoint's in S3 (your AWS
 credentials), since both are written in SageMaker's Data Capture format.
 """
 
