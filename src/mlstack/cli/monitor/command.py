@@ -17,7 +17,7 @@ from typing import Any
 import click
 import requests
 
-from mlstack.cli.errors import PROGRAM, CliError
+from mlstack.cli.errors import PROGRAM, CliError, first_line
 from mlstack.cli.monitor import analysis, drift, report, tracking
 from mlstack.cli.monitor.baseline import Baseline, load
 from mlstack.cli.monitor.captures import Location, read_events, to_rows
@@ -155,11 +155,6 @@ def run_monitor(
     return summary
 
 
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else text
-
-
 def _experiment_id(client: Any, name: str) -> str:
     found = client.get_experiment_by_name(name)
     return found.experiment_id if found is not None else client.create_experiment(name)
@@ -265,7 +260,7 @@ def monitor(ctx: click.Context, **given: Any) -> None:
             given["experiment"],
         )
     except MlflowException as error:
-        raise CliError(f"MLflow at {tracking_uri}: {_first_line(error.message)}") from None
+        raise CliError(f"MLflow at {tracking_uri}: {first_line(error.message)}") from None
     except requests.RequestException as error:
         raise CliError(f"cannot reach MLflow at {tracking_uri}: {error}") from None
     print_findings(summary)
