@@ -31,13 +31,32 @@ from support.stack import (
     tracking_server_env,
 )
 
+# MLflow's process-wide choices, as its environment variables and its module globals
+# (mlflow.set_tracking_uri, set_registry_uri and set_experiment write these).
+MLFLOW_SHELL_CHOICES = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+)
+MLFLOW_GLOBAL_CHOICES = (
+    "mlflow.tracking._tracking_service.utils._tracking_uri",
+    "mlflow.tracking._model_registry.utils._registry_uri",
+    "mlflow.tracking.fluent._active_experiment_id",
+)
+
 
 @pytest.fixture(autouse=True)
-def no_tracking_uri_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts without MLFLOW_TRACKING_URI: not the developer's shell's, nor one a
-    test before it left behind. The settings classes read the process environment even when a
-    test hands them its own mapping; tests that need a server point at it themselves."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def no_mlflow_choices_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with MLflow's defaults: no tracking or registry URI and no active
+    experiment, neither the developer's shell's nor one a test before it (or in-process code
+    it ran) left behind; each is put back as it was when the test ends. The settings classes
+    read the process environment even when a test hands them its own mapping; tests that need
+    a server point at it themselves."""
+    for name in MLFLOW_SHELL_CHOICES:
+        monkeypatch.delenv(name, raising=False)
+    for target in MLFLOW_GLOBAL_CHOICES:
+        monkeypatch.setattr(target, None)
 
 
 @pytest.fixture(scope="session")

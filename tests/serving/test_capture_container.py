@@ -133,22 +133,35 @@ def rows(data: Diabetes, count: int, start: int = 0):
 
 def test_records_match_sagemakers_format_field_by_field(endpoint: Endpoint, diabetes_data):
     frame = rows(diabetes_data, 2)
+    run = uuid.uuid4().hex[:8]  # the endpoint is the module's: this test's ids are its own
     sent = {
-        "csv-no-header": (frame.to_csv(header=False, index=False), "text/csv"),
-        "csv-header": (frame.to_csv(index=False), "text/csv; charset=utf-8"),
-        "json-split": (frame.to_json(orient="split"), "application/json"),
+        f"csv-no-header-{run}": (frame.to_csv(header=False, index=False), "text/csv"),
+        f"csv-header-{run}": (frame.to_csv(index=False), "text/csv; charset=utf-8"),
+        f"json-split-{run}": (frame.to_json(orient="split"), "application/json"),
         None: (json.dumps({"dataframe_records": frame.to_dict("records")}), "application/json"),
     }
+    earlier = {record["eventMetadata"]["eventId"] for _, record in endpoint.records()}
+
+    def this_tests_records() -> list[tuple[str, dict]]:
+        """Records of the requests below: by inference id, or (the one without) by body."""
+        return [
+            (key, record)
+            for key, record in endpoint.records()
+            if record["eventMetadata"]["eventId"] not in earlier
+            and (inference_id := record["eventMetadata"].get("inferenceId")) in sent
+            and sent[inference_id][0] == record["captureData"]["endpointInput"]["data"]
+        ]
+
     answers = {}
     for inference_id, (body, content_type) in sent.items():
         answer = endpoint.invoke(body, content_type, inference_id)
         assert answer.status_code == 200, answer.text
         answers[inference_id] = answer
     found = wait_until(
-        lambda: complete(endpoint.records(), len(sent)),
+        lambda: complete(this_tests_records(), len(sent)),
         timeout=30,
         message=lambda: (
-            f"{len(endpoint.records())} of {len(sent)} records: {logs_of(endpoint.container)}"
+            f"{len(this_tests_records())} of {len(sent)} records: {logs_of(endpoint.container)}"
         ),
     )
     layout = re.compile(
