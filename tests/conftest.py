@@ -59,6 +59,17 @@ def no_mlflow_choices_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(target, None)
 
 
+@pytest.fixture(autouse=True)
+def environment_put_back() -> Iterator[None]:
+    """The process environment as it was before the test, whatever the test (or in-process
+    code it ran: the CLI exports the stack's MLflow login for the libraries it calls) set."""
+    before = dict(os.environ)
+    yield
+    if dict(os.environ) != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def docker_network() -> Iterator[Network]:
     """A fresh bridge network for this test session, removed at the end."""
