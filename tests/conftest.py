@@ -19,6 +19,7 @@ from support.images import build_project_image
 from support.process_watch import command_lines_during
 from support.stack import (
     AUTH_TRACKING_ALIAS,
+    GLOBAL_TRACKING_URI,
     AuthServer,
     MinIO,
     MySQL,
@@ -40,7 +41,7 @@ MLFLOW_SHELL_CHOICES = (
     "MLFLOW_EXPERIMENT_ID",
 )
 MLFLOW_GLOBAL_CHOICES = (
-    "mlflow.tracking._tracking_service.utils._tracking_uri",
+    GLOBAL_TRACKING_URI,
     "mlflow.tracking._model_registry.utils._registry_uri",
     "mlflow.tracking.fluent._active_experiment_id",
 )
